@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from dirsearch.errors import ConfigError
-from dirsearch.imbalance import KERNELS, LOSS_NAMES, REWEIGHTS, Binning
+from dirsearch.imbalance import KERNELS, LOSS_NAMES, REWEIGHTS, Binning, loss_parameters
 from dirsearch.models import ARCHITECTURES
 
 DATASETS = ("synthetic", "csv_images", "tabular")
@@ -198,6 +198,15 @@ class TrialConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
 
+    def fds_binning(self) -> Binning:
+        """The bins FDS pools by: the data bins, started at ``fds.bucket_start`` when given
+        (targets below it pool into FDS's first bin, as AgeDB-DIR's ``bucket_start: 3`` does)."""
+        bins, start = self.data.bins, self.imbalance.fds.bucket_start
+        if start is None:
+            return bins.binning()
+        skipped = round((start - bins.start) / bins.width)
+        return Binning(bins.start + skipped * bins.width, bins.width, bins.count - skipped)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists): for YAML dumps, checkpoints and trackers."""
         return _plain(dataclasses.asdict(self))
@@ -343,6 +352,12 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
     _require(train.weight_decay >= 0, loader, "train.weight_decay", "must be >= 0")
     _require(train.divergence_limit > 0, loader, "train.divergence_limit", "must be > 0")
     _require(
+        0 <= train.momentum < 1,
+        loader,
+        "train.momentum",
+        f"must be in [0, 1), got {train.momentum}",
+    )
+    _require(
         train.select_metric.startswith("val/"),
         loader,
         "train.select_metric",
@@ -363,7 +378,14 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
         "train.schedule.milestones",
         "the step schedule needs at least one milestone epoch",
     )
+    _require(train.schedule.gamma > 0, loader, "train.schedule.gamma", "must be > 0 (lr factor)")
     _validate_loss(train.loss, loader)
+    _require(
+        train.loss.name != "bmc" or imbalance.reweight == "none",
+        loader,
+        "imbalance.reweight",
+        "loss bmc (Balanced MSE) balances by itself and takes no sample weights: use none",
+    )
     _require(
         not imbalance.lds.enabled or imbalance.reweight != "none",
         loader,
@@ -391,6 +413,8 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
         "imbalance.fds.momentum",
         f"must be in [0, 1) or null (cumulative average), got {fds.momentum}",
     )
+    if fds.enabled:
+        _validate_fds_bins(config, loader)
     _require(
         fds.start_update >= 0 and fds.start_smooth >= 0,
         loader,
@@ -411,10 +435,28 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
     )
 
 
+def _validate_fds_bins(config: TrialConfig, loader: _Loader) -> None:
+    bins, fds = config.data.bins, config.imbalance.fds
+    if fds.bucket_start is not None:
+        end = bins.start + bins.width * bins.count
+        _require(
+            bins.start <= fds.bucket_start < end,
+            loader,
+            "imbalance.fds.bucket_start",
+            f"must lie inside data.bins [{bins.start:g}, {end:g}), got {fds.bucket_start:g}",
+        )
+    half = (fds.ks - 1) // 2
+    _require(
+        config.fds_binning().count > half,
+        loader,
+        "imbalance.fds.ks",
+        f"FDS reflect-pads (ks-1)/2 = {half} bins at each end but has only "
+        f"{config.fds_binning().count} bins: use a smaller ks or more data.bins",
+    )
+
+
 def _validate_loss(loss: LossConfig, loader: _Loader) -> None:
-    takes = {"huber": {"beta"}, "focal_mse": {"beta", "gamma", "activation"}}
-    takes["focal_l1"] = takes["focal_mse"]
-    accepted = takes.get(loss.name, set())
+    accepted = set(loss_parameters(loss.name)) if loss.name in LOSS_NAMES else set()
     extra = sorted(set(loss.params()) - accepted)
     _require(
         not extra,
@@ -431,6 +473,7 @@ def _validate_loss(loss: LossConfig, loader: _Loader) -> None:
         "allowed: sigmoid, tanh",
     )
     _require(loss.init_noise_sigma > 0, loader, "train.loss.init_noise_sigma", "must be > 0")
+    _require(loss.noise_lr > 0, loader, "train.loss.noise_lr", "must be > 0")
 
 
 def trial_config_from_dict(mapping: Any, source: str, base: Path) -> TrialConfig:

@@ -10,7 +10,8 @@ REGION_TITLES = {"all": "All", "many": "Many", "medium": "Medium", "few": "Few"}
 STATISTIC_TITLES = {"mae": "MAE", "mse": "MSE", "gm": "GM"}
 
 
-def _cell(value: float) -> str:
+def format_value(value: float | None) -> str:
+    """Three decimals; a missing value (empty shot region) shows as '-', never as a number."""
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
@@ -19,6 +20,6 @@ def result_table(metrics: dict[str, dict[str, float]]) -> str:
     header = ["Metric", *(f"{REGION_TITLES[r]} (n={metrics[r]['n']})" for r in REGIONS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for statistic, title in STATISTIC_TITLES.items():
-        cells = [_cell(metrics[region][statistic]) for region in REGIONS]
+        cells = [format_value(metrics[region][statistic]) for region in REGIONS]
         lines.append("| " + " | ".join([title, *cells]) + " |")
     return "\n".join(lines)

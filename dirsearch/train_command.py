@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-from dirsearch import checkpoint
-from dirsearch.config import load_trial_config
-from dirsearch.errors import ConfigError
-from dirsearch.results import result_table
+from dirsearch.errors import ConfigError, DirsearchError
 
 EXIT_DIVERGED = 1
 
@@ -41,12 +39,19 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
+    from dirsearch import checkpoint
+
     folders = sorted((out / "checkpoints").glob("epoch_*"))
     complete = [f for f in folders if (f / checkpoint.STATE_FILE).is_file()]
     return complete[-1] if complete else None
 
 
 def run_train_command(args: argparse.Namespace) -> int:
+    # Imported here: torch and the data stack take seconds, which `dirsearch --help` should not.
+    import yaml
+
+    from dirsearch.config import load_trial_config
+    from dirsearch.results import result_table
     from dirsearch.trainer import run_trial
 
     config = load_trial_config(args.config)
@@ -59,17 +64,25 @@ def run_train_command(args: argparse.Namespace) -> int:
         )
     if args.resume and latest is None:
         raise ConfigError(f"{out}: --resume given but there is no checkpoint to resume from")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     print(f"training {args.config} -> {out}", flush=True)
-    result = run_trial(
-        config,
-        out,
-        resume_from=latest,
-        progress=sys.stderr.isatty(),
-        log=lambda line: print(line, flush=True),
-        evaluate_test=True,
-    )
+    try:
+        result = run_trial(
+            config,
+            out,
+            resume_from=latest,
+            progress=sys.stderr.isatty(),
+            log=lambda line: print(line, flush=True),
+            evaluate_test=True,
+        )
+    except DirsearchError as error:
+        if created:  # bad input found before any epoch ended: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(error, ConfigError):  # raised deeper, it names the key but not the file
+            raise ConfigError(f"{args.config}: {error}") from None
+        raise
     if result.status == "diverged":
         print(f"dirsearch: {result.message}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -84,5 +97,14 @@ def run_train_command(args: argparse.Namespace) -> int:
         "test": result.test_metrics,
         "history": result.history,
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+    (out / "results.json").write_text(json.dumps(_nan_to_null(summary), indent=2))
     return 0
+
+
+def _nan_to_null(value: Any) -> Any:
+    """Empty shot regions have NaN metrics; strict JSON has no NaN, so they become null."""
+    if isinstance(value, dict):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_null(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from dirsearch.imbalance import (
 )
 from dirsearch.models import DIRRegressor, build_model, feature_dim
 from dirsearch.progress import EpochProgress
+from dirsearch.results import format_value
 
 ReportFn = Callable[[dict[str, float], Path], None]
 SYNC_EVERY_CUDA = 25
@@ -80,19 +82,18 @@ class _Best:
         return self.epoch is None or (not math.isnan(value) and value < self.value)
 
 
-def fds_binning(config: TrialConfig) -> Binning:
-    """The binning FDS pools by: the data bins, started at ``fds.bucket_start`` when given."""
-    bins = config.data.bins
-    start = config.imbalance.fds.bucket_start
-    if start is None:
-        return bins.binning()
-    skipped = round((start - bins.start) / bins.width)
-    if not 0 <= skipped < bins.count:
-        raise ConfigError(
-            f"imbalance.fds.bucket_start: {start} lies outside the data bins "
-            f"[{bins.start}, {bins.start + bins.width * bins.count})"
-        )
-    return Binning(bins.start + skipped * bins.width, bins.width, bins.count - skipped)
+def warn_outside_bins(data: DataBundle, binning: Binning) -> None:
+    """Targets outside ``data.bins`` are counted in the edge bins: say so, once per split."""
+    low, high = binning.edges[0], binning.edges[-1]
+    for name in ("train", "val", "test"):
+        targets = getattr(data, name).targets
+        outside = int(np.count_nonzero((targets < low) | (targets >= high)))
+        if outside:
+            print(
+                f"dirsearch: warning: {outside} {name} targets lie outside data.bins "
+                f"[{low:g}, {high:g}) and count in the first or last bin",
+                file=sys.stderr,
+            )
 
 
 @contextlib.contextmanager
@@ -104,13 +105,19 @@ def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [norm.momentum for norm in norms]
+    # The batch counter is a statistic too: a BatchNorm with momentum None averages by it.
+    counters = [
+        None if n.num_batches_tracked is None else n.num_batches_tracked.clone() for n in norms
+    ]
     for norm in norms:
         norm.momentum = 0.0
     try:
         yield
     finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
+        for norm, momentum, counter in zip(norms, momenta, counters, strict=True):
             norm.momentum = momentum
+            if counter is not None:
+                norm.num_batches_tracked.copy_(counter)
 
 
 class Trainer:
@@ -124,6 +131,7 @@ class Trainer:
         self.data: DataBundle = load_data(config.data)
         self.binning = config.data.bins.binning()
         self.train_targets = self.data.train.targets
+        warn_outside_bins(self.data, self.binning)
         self.model = self._build_model()
         self.channels_last = uses_channels_last(self.device, self.data.input_shape)
         if self.channels_last:
@@ -146,7 +154,7 @@ class Trainer:
             )
             fds = FDS(
                 dim,
-                fds_binning(self.config),
+                self.config.fds_binning(),
                 kernel=fds_config.kernel,
                 ks=fds_config.ks,
                 sigma=fds_config.sigma,
@@ -169,6 +177,11 @@ class Trainer:
 
     def _load_stage_one(self, model: DIRRegressor, path: Path) -> None:
         """RRT stage 2: weights from a stage-1 checkpoint, then only the regressor trains."""
+        if not path.exists():
+            raise ConfigError(
+                f"train.rrt.checkpoint: {path} not found; give a stage-1 checkpoint folder "
+                f"or its {checkpoint.BEST_MODEL_FILE}"
+            )
         if path.is_dir():
             path = path / checkpoint.BEST_MODEL_FILE
         weights = checkpoint.load(path)
@@ -504,7 +517,7 @@ def evaluate_checkpoint(
 def epoch_summary(metrics: dict[str, float], epochs: int, improved: bool) -> str:
     """One line per epoch: loss, validation MAE per region, time and throughput."""
     regions = " ".join(
-        f"{region} {metrics[f'val/{region}/mae']:.3f}"
+        f"{region} {format_value(metrics[f'val/{region}/mae'])}"
         for region in ("all", "many", "medium", "few")
     )
     return (

@@ -11,7 +11,6 @@ colours, pixel noise) that a small CNN must learn to ignore.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,15 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dirsearch.data.base import Batch, BatchDataset, DataBundle, Split
+from dirsearch.data.base import DataBundle, Split
+from dirsearch.data.csv_table import SPLIT_NAMES, write_table
+from dirsearch.data.tabular import FeatureTransform, TensorBatchDataset
 from dirsearch.data.transforms import ImageBatchTransform, default_crop_padding
 
 COUNTS_FILE = Path(__file__).with_name("agedb_dir_split_counts.csv")
 KINDS = ("image", "tabular")
-SPLITS = ("train", "val", "test")
 CSV_NAME = "synthetic.csv"
 
-OBSERVATION_NOISE = 6.0
+OBSERVATION_NOISE = 5.0
 """Std (years) of the noise added to the age before it is encoded; calibrated so that plain L1
 training of a small CNN gives a few-shot test MAE clearly above the many-shot one."""
 
@@ -59,18 +59,18 @@ def make_synthetic(
     """Generate the three splits in memory; the same arguments always give identical tensors."""
     encode = _encoder(kind, image_size)
     splits = {}
-    for index, name in enumerate(SPLITS):
+    for index, name in enumerate(SPLIT_NAMES):
         generator = _split_generator(seed, index)
         ages = _split_ages(name, scale, eval_per_age, generator)
         noisy = ages + OBSERVATION_NOISE * torch.randn(len(ages), generator=generator)
         noisy = noisy.clamp(0.0, float(max_age()))
         inputs = torch.cat([encode(chunk, generator) for chunk in noisy.split(CHUNK)])
-        splits[name] = Split(TensorBatches(inputs, ages), ages.double().numpy())
+        splits[name] = Split(TensorBatchDataset(inputs, ages), ages.double().numpy())
     sample = splits["train"].dataset.inputs
     if kind == "image":
         transform = ImageBatchTransform(default_crop_padding(image_size))
     else:
-        transform = IdentityTransform()
+        transform = FeatureTransform()
     return DataBundle(**splits, input_shape=tuple(sample.shape[1:]), transform=transform)
 
 
@@ -89,48 +89,24 @@ def write_synthetic(
     columns ``x0..``, ``age`` and ``split``.
     """
     bundle = make_synthetic(kind, seed=seed, scale=scale, image_size=image_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / CSV_NAME
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
+    rows: list[list[object]] = []
+    for name in SPLIT_NAMES:
+        dataset = getattr(bundle, name).dataset
+        ages = [int(age) for age in dataset.targets.tolist()]
         if kind == "image":
-            writer.writerow(["path", "age", "split"])
+            paths = _write_images(dataset.inputs, out_dir, name)
+            rows += [[path, age, name] for path, age in zip(paths, ages, strict=True)]
         else:
-            width = bundle.input_shape[0]
-            writer.writerow([*(f"x{j}" for j in range(width)), "age", "split"])
-        for name in SPLITS:
-            dataset = getattr(bundle, name).dataset
-            if kind == "image":
-                _write_images(writer, dataset, out_dir, name)
-            else:
-                for row, age in zip(dataset.inputs.tolist(), dataset.targets.tolist(), strict=True):
-                    writer.writerow([*map(repr, row), int(age), name])
+            # repr() of a float32 widened to float64 parses back to the same float32.
+            features = dataset.inputs.tolist()
+            rows += [[*map(repr, x), age, name] for x, age in zip(features, ages, strict=True)]
+    if kind == "image":
+        header = ["path", "age", "split"]
+    else:
+        header = [*(f"x{j}" for j in range(bundle.input_shape[0])), "age", "split"]
+    csv_path = out_dir / CSV_NAME
+    write_table(csv_path, header, rows)
     return csv_path
-
-
-class TensorBatches(BatchDataset):
-    """A batch dataset over in-memory tensors: a batch is one fancy-index read."""
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.inputs = inputs
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self.inputs[index], self.targets[index]
-
-
-class IdentityTransform:
-    """Feature vectors need no augmentation or normalisation: they are generated standardised."""
-
-    def train(self, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return inputs
-
-    def eval(self, inputs: torch.Tensor) -> torch.Tensor:
-        return inputs
 
 
 def _split_generator(seed: int, split_index: int) -> torch.Generator:
@@ -203,11 +179,13 @@ def _features(noisy: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.cat([informative, nuisance], dim=1)
 
 
-def _write_images(writer: csv.writer, dataset: TensorBatches, root: Path, split: str) -> None:
+def _write_images(images: torch.Tensor, root: Path, split: str) -> list[str]:
+    """Save (N, 3, S, S) uint8 images as lossless PNGs; returns their paths relative to root."""
     folder = root / "images" / split
     folder.mkdir(parents=True, exist_ok=True)
-    pixels = dataset.inputs.permute(0, 2, 3, 1).numpy()
-    for index, (image, age) in enumerate(zip(pixels, dataset.targets.tolist(), strict=True)):
-        relative = Path("images", split, f"{index:05d}.png")
-        Image.fromarray(image).save(root / relative)
-        writer.writerow([relative.as_posix(), int(age), split])
+    paths = []
+    for index, pixels in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        relative = f"images/{split}/{index:05d}.png"
+        Image.fromarray(pixels).save(root / relative)
+        paths.append(relative)
+    return paths

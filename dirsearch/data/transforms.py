@@ -84,7 +84,10 @@ class ImageBatchTransform:
         return self._normalise(inputs)
 
     def _normalise(self, inputs: torch.Tensor) -> torch.Tensor:
-        scaled = inputs.to(torch.float32) / 255.0
+        """Always a contiguous (N, C, H, W) result: datasets may hand over channels-last views,
+        and convolutions on channels-last tensors round differently, which would make the same
+        pixels train differently depending on where they were loaded from."""
+        scaled = inputs.to(torch.float32, memory_format=torch.contiguous_format) / 255.0
         mean = self._mean.to(inputs.device)
         std = self._std.to(inputs.device)
         return (scaled - mean) / std
@@ -92,7 +95,8 @@ class ImageBatchTransform:
     def _check(self, inputs: torch.Tensor) -> None:
         if inputs.dtype != torch.uint8 or inputs.dim() != 4:
             raise ValueError(
-                f"image batches must be uint8 (N, C, H, W), got {inputs.dtype} {tuple(inputs.shape)}"
+                "image batches must be uint8 (N, C, H, W), "
+                f"got {inputs.dtype} {tuple(inputs.shape)}"
             )
         if inputs.shape[1] != self._mean.shape[1]:
             raise ValueError(

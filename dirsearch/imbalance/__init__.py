@@ -7,7 +7,13 @@ from dirsearch.imbalance.bins import Binning
 from dirsearch.imbalance.fds import FDS, FeatureMoments
 from dirsearch.imbalance.kernels import KERNELS, kernel_window
 from dirsearch.imbalance.lds import REWEIGHTS, LabelDensity, bin_weights, label_density, lds_weights
-from dirsearch.imbalance.losses import LOSS_NAMES, BalancedMSE, ranksim_loss, weighted_loss
+from dirsearch.imbalance.losses import (
+    LOSS_NAMES,
+    BalancedMSE,
+    loss_parameters,
+    ranksim_loss,
+    weighted_loss,
+)
 from dirsearch.imbalance.metrics import (
     REGIONS,
     PerBinErrors,
@@ -32,6 +38,7 @@ __all__ = [
     "kernel_window",
     "label_density",
     "lds_weights",
+    "loss_parameters",
     "per_bin_errors",
     "ranksim_loss",
     "shot_metrics",

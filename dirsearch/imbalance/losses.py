@@ -19,6 +19,7 @@ __all__ = [
     "LOSS_NAMES",
     "BalancedMSE",
     "blackbox_rank",
+    "loss_parameters",
     "ranksim_loss",
     "unique_label_subset",
     "weighted_loss",
@@ -107,6 +108,11 @@ _LOSSES: dict[str, tuple[Callable[..., Tensor], dict[str, object]]] = {
 }
 
 LOSS_NAMES: tuple[str, ...] = tuple(_LOSSES)
+
+
+def loss_parameters(name: str) -> tuple[str, ...]:
+    """The keyword parameters loss ``name`` accepts (for config validation)."""
+    return tuple(_LOSSES[name][1])
 
 
 def _resolve_params(name: str, params: dict[str, object]) -> dict[str, object]:

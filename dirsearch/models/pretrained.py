@@ -42,10 +42,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own message suggests weights_only=False, which would execute arbitrary
+        # pickled code: only the exception type is passed on.
         raise ConfigError(
-            f"model.pretrained: cannot read {path} as a weights-only state dict: {reason}"
-        ) from exc
+            f"model.pretrained: cannot read {path} as a weights-only state dict "
+            f"({type(exc).__name__}); save it with torch.save(model.state_dict(), path)"
+        ) from None
     if not isinstance(state, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
     ):
