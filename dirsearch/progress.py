@@ -17,11 +17,13 @@ class EpochProgress:
     stream (CI logs, Ray workers) it draws nothing and the per-epoch summary line is the record.
     """
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, *, enabled: bool = True, stream: TextIO | None = None
+    ) -> None:
         self.label = label
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.started = time.perf_counter()
         self.last_draw = 0.0
 

@@ -298,9 +298,8 @@ class Trainer:
         fds_in_pass = self.model.fds is not None and self._fds_statistics() == "in_pass"
         moments = self.model.fds.new_moments() if fds_in_pass else None
         loader = self._loader(self.data.train, shuffle=True)
-        bar = EpochProgress(f"epoch {epoch + 1}/{self.config.train.epochs}", len(loader))
-        if not self.progress:
-            bar.enabled = False
+        label = f"epoch {epoch + 1}/{self.config.train.epochs}"
+        bar = EpochProgress(label, len(loader), enabled=self.progress)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         samples, started = 0, time.perf_counter()
         sync_every = SYNC_EVERY_CUDA if self.device.type == "cuda" else 1
