@@ -77,7 +77,7 @@ def test_packaged_synthetic_example_loads() -> None:
     assert config.data.name == "synthetic"
     assert config.data.image_size == 32
     assert (config.data.bins.start, config.data.bins.width, config.data.bins.count) == (0, 1, 102)
-    assert config.train.epochs == 8
+    assert config.train.epochs == 20
     assert config.train.lr == 1e-3
     assert config.train.schedule == ScheduleConfig(name="cosine")
     assert config.train.loss == LossConfig(name="l1")
