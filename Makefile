@@ -20,5 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The quick benchmarks (about a minute); bench/dir_effect.py takes ~30 min and is run on its own.
 bench: $(STAMP)
 	$(BIN)/python bench/fds_bench.py
+	$(BIN)/python bench/decode_cache.py

@@ -19,12 +19,14 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_trainer import TABULAR, merged, nested_stable, one_thread, stable  # noqa: F401
+from trial_helpers import TABULAR, merged, nested_stable, stable
 
 from dirsearch.cli import main
 from dirsearch.config import load_trial_config
 from dirsearch.results import result_table
 from dirsearch.trainer import evaluate_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPOCH_LINE = re.compile(
     r"epoch (\d+)/(\d+)  train/loss \d+\.\d{4}  val MAE all \S+ many \S+ medium \S+ few \S+  "
