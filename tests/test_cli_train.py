@@ -338,15 +338,19 @@ def test_console_script_runs_a_trial(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     config_path = write_config(tmp_path / "trial.yaml")
     out = tmp_path / "out"
-    done = subprocess.run(
-        [command, "train", config_path, "--out", out],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+
+    def train() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [command, "train", config_path, "--out", out],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
+
+    done = train()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     summaries = [line for line in lines if EPOCH_LINE.fullmatch(line)]
@@ -355,14 +359,6 @@ def test_console_script_runs_a_trial(tmp_path: Path) -> None:
     assert done.stdout.endswith((out / "results.md").read_text())
     assert "Traceback" not in done.stderr
 
-    again = subprocess.run(
-        [command, "train", config_path, "--out", out],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    again = train()
     assert again.returncode == 2
     assert_one_line_error(again.stderr, "already holds a run")

@@ -123,9 +123,7 @@ def _build(data: Path, shape: tuple[int, ...], produce: Callable[[int], np.ndarr
                     )
         array.flush()
         del array
-        _fsync(temporary)
-        os.replace(temporary, data)
-        _fsync(data.parent)
+        _publish(temporary, data)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -136,12 +134,17 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         temporary.write_text(json.dumps(content, indent=2) + "\n")
-        _fsync(temporary)
-        os.replace(temporary, path)
-        _fsync(path.parent)
+        _publish(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    """Make a fully written temporary file durable, then atomically give it its real name."""
+    _fsync(temporary)
+    os.replace(temporary, path)
+    _fsync(path.parent)
 
 
 def _fsync(path: Path) -> None:
