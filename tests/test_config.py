@@ -83,7 +83,7 @@ def test_packaged_synthetic_example_loads() -> None:
     assert config.train.loss == LossConfig(name="l1")
     assert config.imbalance.reweight == "sqrt_inv"
     assert config.imbalance.lds.enabled
-    assert config.imbalance.fds == FDSConfig(enabled=True, momentum=0.9)
+    assert config.imbalance.fds == FDSConfig(enabled=True, start_update=9, start_smooth=10)
 
 
 def test_config_is_frozen() -> None:
