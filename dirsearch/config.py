@@ -26,6 +26,8 @@ SYNTHETIC_KINDS = ("image", "tabular")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+AMP_MODES = ("auto", "bf16", "off")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 FDS_STATISTICS = ("extra_pass", "in_pass")
 LOSSES = (*LOSS_NAMES, "bmc")
 SWEEP_SECTIONS = ("experiment", "search", "space")
@@ -132,8 +134,10 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     device: str = field(default="auto", metadata=choices(*DEVICES))
-    amp: bool = True
-    """bf16 autocast on CUDA (ignored on CPU)."""
+    amp: str = field(default="auto", metadata=choices(*AMP_MODES))
+    """auto: bf16 autocast on CUDA only; bf16: on any device (CPU too); off."""
+    memory_format: str = field(default="auto", metadata=choices(*MEMORY_FORMATS))
+    """auto: channels_last for images on CUDA only; channels_last; contiguous."""
     select_metric: str = "val/all/mae"
     """The validation metric (lower is better) that picks the best epoch."""
     divergence_limit: float = 1e6

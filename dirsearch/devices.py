@@ -18,13 +18,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast on CUDA when enabled (no loss scaling needed for bf16); nothing on CPU."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast (no loss scaling needed for bf16): ``auto`` on CUDA only, ``bf16`` on any
+    device (so the mixed-precision path also runs, and is tested, on CPU), ``off`` never."""
+    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def uses_channels_last(device: torch.device, input_shape: tuple[int, ...]) -> bool:
-    """channels_last speeds up convolutions on CUDA tensor cores; only images have channels."""
-    return device.type == "cuda" and len(input_shape) == 3
+def uses_channels_last(device: torch.device, input_shape: tuple[int, ...], mode: str) -> bool:
+    """channels_last speeds up convolutions on CUDA tensor cores: ``auto`` uses it there for
+    images; ``channels_last`` forces it for images on any device; ``contiguous`` never."""
+    is_image = len(input_shape) == 3
+    if mode == "auto":
+        return is_image and device.type == "cuda"
+    return is_image and mode == "channels_last"

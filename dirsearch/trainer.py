@@ -133,7 +133,9 @@ class Trainer:
         self.train_targets = self.data.train.targets
         warn_outside_bins(self.data, self.binning)
         self.model = self._build_model()
-        self.channels_last = uses_channels_last(self.device, self.data.input_shape)
+        self.channels_last = uses_channels_last(
+            self.device, self.data.input_shape, config.train.memory_format
+        )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.balanced_mse = self._build_balanced_mse()

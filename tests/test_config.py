@@ -118,7 +118,7 @@ ALLOWED_KEYS = {
     "model": "arch, pretrained, mlp_hidden, dropout",
     "train": (
         "epochs, batch_size, optimizer, lr, weight_decay, momentum, schedule, loss, device, amp, "
-        "select_metric, divergence_limit, rrt"
+        "memory_format, select_metric, divergence_limit, rrt"
     ),
     "train.schedule": "name, milestones, gamma",
     "train.loss": "name, beta, gamma, activation, init_noise_sigma, noise_lr",
@@ -233,6 +233,8 @@ def test_shorthand_is_checked_against_the_choices() -> None:
         ("train.schedule.name", "none, step, cosine"),
         ("train.loss.name", "mse, l1, huber, focal_mse, focal_l1, bmc"),
         ("train.device", "auto, cpu, cuda"),
+        ("train.amp", "auto, bf16, off"),
+        ("train.memory_format", "auto, channels_last, contiguous"),
         ("imbalance.reweight", "none, inverse, sqrt_inv"),
         ("imbalance.lds.kernel", "gaussian, triang, laplace"),
         ("imbalance.fds.kernel", "gaussian, triang, laplace"),

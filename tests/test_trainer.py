@@ -25,7 +25,7 @@ from trial_helpers import (
     stable,
 )
 
-from dirsearch import checkpoint
+from dirsearch import checkpoint, devices
 from dirsearch.data.synthetic import write_synthetic
 from dirsearch.errors import ConfigError, DataError
 from dirsearch.imbalance import REGIONS, Binning, flatten_metrics
@@ -402,6 +402,39 @@ def test_optimisers_and_schedules(
     result = run_trial(config, tmp_path)
     assert result.status == "completed"
     assert [metrics["lr"] for metrics in result.history] == pytest.approx(lrs, abs=1e-12)
+
+
+# ----- the GPU code paths, run on the CPU ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("statistics", ["extra_pass", "in_pass"])
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path: Path, statistics: str) -> None:
+    """What CUDA runs by default (bf16 autocast, channels_last images) forced on the CPU: FDS
+    smoothing and statistics, LDS weights and RankSim all take bf16 features, and training
+    learns like the float32 run does (same order of magnitude of validation error)."""
+    gpu_like = {
+        "train": {"amp": "bf16", "memory_format": "channels_last", "epochs": 2},
+        "imbalance": {"fds": {"statistics": statistics}, "ranksim": {"enabled": True}},
+    }
+    trainer = Trainer(make_config(IMAGES, FDS_LDS, gpu_like))
+    assert trainer.channels_last
+    result = run_trial(make_config(IMAGES, FDS_LDS, gpu_like), tmp_path / "bf16")
+    reference = run_trial(make_config(IMAGES, FDS_LDS, {"train": {"amp": "off"}}), tmp_path / "f32")
+    assert result.status == "completed"
+    fds = checkpoint.load(result.checkpoint_dir / checkpoint.STATE_FILE)["model"]
+    assert fds["fds.running_mean"].dtype == torch.float32
+    assert fds["fds.num_samples"].sum() > 0  # the update ran on bf16 features
+    for bf16, f32 in zip(result.history, reference.history, strict=True):
+        assert math.isfinite(bf16["train/loss"])
+        assert 0.5 < bf16["val/all/mae"] / f32["val/all/mae"] < 2.0
+
+
+def test_auto_precision_and_layout_are_plain_float32_on_cpu() -> None:
+    trainer = Trainer(make_config(IMAGES))
+    assert not trainer.channels_last
+    with torch.no_grad(), devices.autocast(trainer.device, "auto"):
+        inputs = torch.zeros(2, *trainer.data.input_shape)
+        assert trainer.model.eval()(inputs).preds.dtype == torch.float32
 
 
 # ----- divergence ---------------------------------------------------------------------------------
