@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dirsearch train configs/synthetic.yaml
+	$(BIN)/dirsearch train search_spaces/synthetic.yaml --out runs/synthetic-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
