@@ -1,0 +1,1 @@
+"""dirsearch: hyper-parameter search for Deep Imbalanced Regression."""

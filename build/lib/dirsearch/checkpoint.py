@@ -1,0 +1,71 @@
+"""Trial checkpoints: one folder per epoch with the full training state and the best weights.
+
+A folder holds ``state.pt`` (everything needed to continue exactly: model with FDS buffers,
+optimiser, scheduler, RNG states, epoch, best-so-far) and ``best_model.pt`` (the weights of the
+best epoch so far), so a sweep that keeps only the latest reported folder can still evaluate the
+best epoch at the end. Files are written to a temporary name and renamed: a crash never leaves a
+half-written checkpoint that looks complete. Loading uses ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dirsearch.errors import DataError
+
+STATE_FILE = "state.pt"
+BEST_MODEL_FILE = "best_model.pt"
+KEEP_LOCAL = 2
+"""Epoch folders kept in a trial's own work folder (trackers copy what they need on report)."""
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def load(path: Path) -> Any:
+    """Read a checkpoint file safely (tensors and plain containers only)."""
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise DataError(f"{path}: not a readable dirsearch checkpoint ({error})") from None
+
+
+def epoch_folder(root: Path, epochs_done: int) -> Path:
+    return root / f"epoch_{epochs_done:04d}"
+
+
+def write_epoch(
+    root: Path,
+    epochs_done: int,
+    state: dict[str, Any],
+    best_model: dict[str, torch.Tensor] | None,
+    previous: Path | None,
+) -> Path:
+    """Write the folder for ``epochs_done``; ``best_model`` None means the best is unchanged and
+    is linked (or copied) from ``previous``. Older folders beyond KEEP_LOCAL are removed."""
+    folder = epoch_folder(root, epochs_done)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    save_atomically(state, folder / STATE_FILE)
+    best_path = folder / BEST_MODEL_FILE
+    if best_model is not None:
+        save_atomically(best_model, best_path)
+    elif previous is not None:
+        try:
+            os.link(previous / BEST_MODEL_FILE, best_path)
+        except OSError:
+            shutil.copy2(previous / BEST_MODEL_FILE, best_path)
+    for old in sorted(root.glob("epoch_*"))[:-KEEP_LOCAL]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder

@@ -1,0 +1,40 @@
+"""The ``dirsearch`` command line: one sub-command per verb, user errors become exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dirsearch.errors import DirsearchError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All sub-commands; each registers a ``handler(args) -> exit code`` with set_defaults."""
+    from dirsearch.data.cli import add_data_commands
+    from dirsearch.train_command import add_train_command
+
+    parser = argparse.ArgumentParser(
+        prog="dirsearch",
+        description="Search LDS/FDS hyper-parameters for deep imbalanced regression.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_command(commands)
+    add_data_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except DirsearchError as error:
+        print(f"dirsearch: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
