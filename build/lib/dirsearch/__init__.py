@@ -1,1 +1,0 @@
-"""dirsearch: hyper-parameter search for Deep Imbalanced Regression."""

@@ -1,1 +1,0 @@
-"""Datasets by name (synthetic, csv_images, tabular), DIR split building and preparation."""
