@@ -340,6 +340,20 @@ def test_smooth_never_synchronises_and_op_count_is_independent_of_bins(device: s
         assert "[bool mask]" not in name, name
 
 
+def test_update_op_count_is_independent_of_bins() -> None:
+    """The statistics update is the same list of ops for 1 bin or all 50 bins present."""
+    binning = Binning(count=50)
+    features = torch.randn(300, 8, generator=torch.Generator().manual_seed(11))
+    recorded = []
+    for targets in (torch.full((300,), 7.5), torch.linspace(-5.0, 60.0, 300)):
+        fds = FDS(8, binning)
+        with OpRecorder() as recorder:
+            fds.update(features, targets, 0)
+        recorded.append(recorder.ops)
+    assert recorded[0] == recorded[1]
+    assert not any("[bool mask]" in name or "unique" in name for name in recorded[0])
+
+
 def test_errors_name_the_parameter() -> None:
     binning = Binning(count=10)
     with pytest.raises(ValueError, match="count"):
