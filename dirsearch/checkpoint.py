@@ -1,10 +1,11 @@
 """Trial checkpoints: one folder per epoch with the full training state and the best weights.
 
-A folder holds ``state.pt`` (everything needed to continue exactly: model with FDS buffers,
-optimiser, scheduler, RNG states, epoch, best-so-far) and ``best_model.pt`` (the weights of the
-best epoch so far), so a sweep that keeps only the latest reported folder can still evaluate the
-best epoch at the end. Files are written to a temporary name and renamed: a crash never leaves a
-half-written checkpoint that looks complete. Loading uses ``weights_only=True``.
+A folder holds ``best_model.pt`` (the weights of the best epoch so far, so a sweep that keeps only
+the latest reported folder can still evaluate the best epoch at the end) and ``state.pt``
+(everything needed to continue exactly: model with FDS buffers, optimiser, scheduler, RNG states,
+epoch, best-so-far). ``state.pt`` is written last, so a folder that has it is complete; files are
+written to a temporary name and renamed, so a crash never leaves a half-written file that looks
+complete. Loading uses ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ def write_epoch(
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    save_atomically(state, folder / STATE_FILE)
     best_path = folder / BEST_MODEL_FILE
     if best_model is not None:
         save_atomically(best_model, best_path)
@@ -66,6 +66,8 @@ def write_epoch(
             os.link(previous / BEST_MODEL_FILE, best_path)
         except OSError:
             shutil.copy2(previous / BEST_MODEL_FILE, best_path)
+    # Written last: a folder with state.pt is complete (an interrupted write leaves none).
+    save_atomically(state, folder / STATE_FILE)
     for old in sorted(root.glob("epoch_*"))[:-KEEP_LOCAL]:
         shutil.rmtree(old, ignore_errors=True)
     return folder

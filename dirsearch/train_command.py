@@ -13,6 +13,8 @@ from typing import Any
 from dirsearch.errors import ConfigError, DirsearchError
 
 EXIT_DIVERGED = 1
+EXIT_INTERRUPTED = 130
+"""What shells report for a process stopped by Ctrl-C (128 + SIGINT)."""
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
@@ -83,6 +85,16 @@ def run_train_command(args: argparse.Namespace) -> int:
         if isinstance(error, ConfigError):  # raised deeper, it names the key but not the file
             raise ConfigError(f"{args.config}: {error}") from None
         raise
+    except KeyboardInterrupt:
+        if _latest_checkpoint(out) is None:
+            print("\ndirsearch: interrupted before the first checkpoint", file=sys.stderr)
+        else:
+            print(
+                f"\ndirsearch: interrupted; continue with: dirsearch train {args.config} "
+                f"--out {out} --resume",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
     if result.status == "diverged":
         print(f"dirsearch: {result.message}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -362,3 +364,36 @@ def test_console_script_runs_a_trial(tmp_path: Path) -> None:
     again = train()
     assert again.returncode == 2
     assert_one_line_error(again.stderr, "already holds a run")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGINT during training: exit 130, one hint line with the resume command, no traceback,
+    and the checkpoints written so far are complete."""
+    command = Path(sys.executable).with_name("dirsearch")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    config_path = write_config(tmp_path / "trial.yaml", {"train": {"epochs": 400}})
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [command, "train", config_path, "--out", out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not list((out / "checkpoints").glob("epoch_*/best_model.pt")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"dirsearch: interrupted; continue with: dirsearch train {config_path} --out {out} --resume"
+    )
+    folders = sorted((out / "checkpoints").glob("epoch_*"))
+    assert 0 < int(folders[-1].name.removeprefix("epoch_")) < 400
+    complete = [folder for folder in folders if (folder / "state.pt").is_file()]
+    assert complete and all((folder / "best_model.pt").is_file() for folder in complete)
