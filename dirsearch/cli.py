@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -20,10 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dirsearch",
         description="Search LDS/FDS hyper-parameters for deep imbalanced regression.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_command(commands)
     add_data_commands(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dirsearch")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import yaml
 
 from dirsearch.errors import ConfigError
 from dirsearch.imbalance import KERNELS, LOSS_NAMES, REWEIGHTS, Binning, loss_parameters
+from dirsearch.imbalance.metrics import REGIONS, STATISTICS
 from dirsearch.models import ARCHITECTURES
 
 DATASETS = ("synthetic", "csv_images", "tabular")
@@ -369,9 +370,7 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
     )
     parts = train.select_metric.split("/")
     _require(
-        len(parts) == 3
-        and parts[1] in ("all", "many", "medium", "few")
-        and parts[2] in ("mae", "mse", "gm"),
+        len(parts) == 3 and parts[1] in REGIONS and parts[2] in STATISTICS,
         loader,
         "train.select_metric",
         f"must be val/{{all,many,medium,few}}/{{mae,mse,gm}}, got {train.select_metric!r}",

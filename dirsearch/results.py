@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from dirsearch.imbalance.metrics import REGIONS
+from dirsearch.imbalance.metrics import REGIONS, STATISTICS
 
 REGION_TITLES = {"all": "All", "many": "Many", "medium": "Medium", "few": "Few"}
-STATISTIC_TITLES = {"mae": "MAE", "mse": "MSE", "gm": "GM"}
 
 
 def format_value(value: float | None) -> str:
@@ -19,7 +18,7 @@ def result_table(metrics: dict[str, dict[str, float]]) -> str:
     """A Markdown table of shot metrics (``shot_metrics`` output); missing values show as '-'."""
     header = ["Metric", *(f"{REGION_TITLES[r]} (n={metrics[r]['n']})" for r in REGIONS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for statistic, title in STATISTIC_TITLES.items():
+    for statistic in STATISTICS:
         cells = [format_value(metrics[region][statistic]) for region in REGIONS]
-        lines.append("| " + " | ".join([title, *cells]) + " |")
+        lines.append("| " + " | ".join([statistic.upper(), *cells]) + " |")
     return "\n".join(lines)

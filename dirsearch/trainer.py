@@ -34,6 +34,7 @@ from dirsearch.devices import autocast, resolve_device, uses_channels_last
 from dirsearch.errors import ConfigError
 from dirsearch.imbalance import (
     FDS,
+    REGIONS,
     BalancedMSE,
     Binning,
     bin_weights,
@@ -519,8 +520,7 @@ def evaluate_checkpoint(
 def epoch_summary(metrics: dict[str, float], epochs: int, improved: bool) -> str:
     """One line per epoch: loss, validation MAE per region, time and throughput."""
     regions = " ".join(
-        f"{region} {format_value(metrics[f'val/{region}/mae'])}"
-        for region in ("all", "many", "medium", "few")
+        f"{region} {format_value(metrics[f'val/{region}/mae'])}" for region in REGIONS
     )
     return (
         f"epoch {int(metrics['epoch'])}/{epochs}  train/loss {metrics['train/loss']:.4f}  "
