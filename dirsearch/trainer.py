@@ -143,6 +143,7 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.scheduler = self._build_scheduler()
         self.weight_table = self._build_weight_table()
+        self.loss_params = config.train.loss.params()  # fixed for the trial: not rebuilt per batch
         self.loader_generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
         self.ranksim_generator = torch.Generator().manual_seed(config.seed + 2)
@@ -283,8 +284,9 @@ class Trainer:
             loss = self.balanced_mse(preds, targets)
         else:
             weights = self.weight_table.index_select(0, self.binning.index(targets))
-            params = self.config.train.loss.params()
-            loss = weighted_loss(self.config.train.loss.name, preds, targets, weights, **params)
+            loss = weighted_loss(
+                self.config.train.loss.name, preds, targets, weights, **self.loss_params
+            )
         ranksim = self.config.imbalance.ranksim
         if ranksim.enabled:
             loss = loss + ranksim.gamma * ranksim_loss(
@@ -298,7 +300,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns train/loss, throughput and timing."""
         self.model.train()
-        fds_in_pass = self.model.fds is not None and self._fds_statistics() == "in_pass"
+        fds_in_pass = (
+            self.model.fds is not None and self.config.imbalance.fds.statistics == "in_pass"
+        )
         moments = self.model.fds.new_moments() if fds_in_pass else None
         loader = self._loader(self.data.train, shuffle=True)
         label = f"epoch {epoch + 1}/{self.config.train.epochs}"
@@ -332,9 +336,6 @@ class Trainer:
             "time/train_s": seconds,
         }
 
-    def _fds_statistics(self) -> str:
-        return self.config.imbalance.fds.statistics
-
     def _check_divergence(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         value = float(loss)
         if not math.isfinite(value) or value > self.config.train.divergence_limit:
@@ -348,7 +349,11 @@ class Trainer:
     def update_fds_extra_pass(self, epoch: int) -> float:
         """The paper's FDS statistics pass: train-mode features of the whole training split."""
         fds = self.model.fds
-        if fds is None or self._fds_statistics() != "extra_pass" or epoch < fds.start_update:
+        if (
+            fds is None
+            or self.config.imbalance.fds.statistics != "extra_pass"
+            or epoch < fds.start_update
+        ):
             return 0.0
         started = time.perf_counter()
         moments = fds.new_moments()
