@@ -16,7 +16,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -448,18 +448,30 @@ def _first_difference(saved: Any, current: Any, prefix: str = "") -> str:
     return prefix.rstrip(".") or "(top level)"
 
 
-def run_trial(
+@dataclass
+class EpochReport:
+    """What one finished epoch hands to its caller: metrics, the checkpoint folder, and whether
+    it is the best epoch so far (by ``train.select_metric``)."""
+
+    metrics: dict[str, float]
+    checkpoint_dir: Path
+    improved: bool
+
+
+def trial_epochs(
     config: TrialConfig,
     workdir: Path,
-    report: ReportFn | None = None,
     *,
     resume_from: Path | None = None,
     progress: bool = False,
-    log: Callable[[str], None] | None = None,
     evaluate_test: bool = False,
-) -> TrialResult:
-    """Train ``config`` for ``train.epochs`` epochs, reporting metrics and a checkpoint folder
-    after each; ``resume_from`` (a reported folder) continues from the end of that epoch.
+) -> Generator[EpochReport, None, TrialResult]:
+    """Train ``config`` one epoch per ``next()``: each yields the epoch's report after its
+    checkpoint folder is complete; the generator returns the TrialResult.
+
+    A generator rather than a callback so that a caller can advance several trials in lockstep
+    (the sweep trains repeats of one configuration with several seeds and reports their mean each
+    epoch). ``resume_from`` (a reported folder) continues from the end of that epoch;
     ``evaluate_test`` scores the best epoch's weights on the test split at the end."""
     trainer = Trainer(config, progress=progress)
     checkpoints = Path(workdir) / "checkpoints"
@@ -497,10 +509,7 @@ def run_trial(
             trainer.model.state_dict() if improved else None,
             previous,
         )
-        if log is not None:
-            log(epoch_summary(metrics, config.train.epochs, improved))
-        if report is not None:
-            report(metrics, previous)
+        yield EpochReport(metrics, previous, improved)
     result = TrialResult(
         "completed", config.train.epochs, best.epoch, best.metrics, previous, "", history
     )
@@ -509,6 +518,32 @@ def run_trial(
         trainer.model.load_state_dict(best_weights)
         result.test_metrics = trainer.evaluate("test")
     return result
+
+
+def run_trial(
+    config: TrialConfig,
+    workdir: Path,
+    report: ReportFn | None = None,
+    *,
+    resume_from: Path | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    evaluate_test: bool = False,
+) -> TrialResult:
+    """Train ``config`` for ``train.epochs`` epochs, calling ``report(metrics, folder)`` and
+    ``log(summary line)`` after each (see ``trial_epochs`` for the other arguments)."""
+    epochs = trial_epochs(
+        config, workdir, resume_from=resume_from, progress=progress, evaluate_test=evaluate_test
+    )
+    while True:
+        try:
+            epoch = next(epochs)
+        except StopIteration as finished:
+            return finished.value
+        if log is not None:
+            log(epoch_summary(epoch.metrics, config.train.epochs, epoch.improved))
+        if report is not None:
+            report(epoch.metrics, epoch.checkpoint_dir)
 
 
 def evaluate_checkpoint(
