@@ -1,4 +1,4 @@
-"""Slow, straightforward references for the DIR numerical core (ALGORITHMS.md sections 0-2, 5).
+"""Slow, straightforward references for the DIR numerical core (ALGORITHMS.md sections 0-3, 5).
 
 Written independently of `dirsearch.imbalance`, the obvious way: Python loops over bins, labels,
 samples and kernel taps. Tests compare the vectorised implementation against these on random
@@ -165,6 +165,26 @@ def ref_shot_metrics(
         regions["all"].append(error)
         regions[region].append(error)
     return {name: _region_stats(errors) for name, errors in regions.items()}
+
+
+def ref_descending_ranks(scores: Sequence[float]) -> list[float]:
+    """Normalised DESCENDING ranks, as the blackbox and RankSim papers rank: the largest score
+    gets 1/n, the smallest 1; equal scores keep their order of position."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    ranks = [0.0] * len(scores)
+    for position, i in enumerate(order):
+        ranks[i] = (position + 1) / len(scores)
+    return ranks
+
+
+def ref_descending_rank_grad(
+    scores: Sequence[float], grad_ranks: Sequence[float], lam: float
+) -> list[float]:
+    """The published blackbox backward for descending ranks, one row: re-rank the scores moved
+    by lambda times the incoming gradient and return -(rank - rank') / lambda."""
+    moved = [s + lam * g for s, g in zip(scores, grad_ranks, strict=True)]
+    ranks, moved_ranks = ref_descending_ranks(scores), ref_descending_ranks(moved)
+    return [-(r - m) / lam for r, m in zip(ranks, moved_ranks, strict=True)]
 
 
 def _calibrate(

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from reference_dir import ref_descending_rank_grad, ref_descending_ranks
 from scipy.stats import rankdata
 
 from dirsearch.imbalance.losses import (
@@ -293,9 +295,42 @@ def test_blackbox_rank_forward_and_backward_by_hand() -> None:
     # row 0 ascending: -1.0, 0.3, 2.0; row 1: 1.0, then the tied 5.0s in column order
     torch.testing.assert_close(ranks, torch.tensor([[2 / 3, 1 / 3, 1.0], [2 / 3, 1.0, 1 / 3]]))
     ranks.backward(torch.tensor([[1.0, 0.0, -3.0], [0.0, 0.0, 0.0]]))
-    # row 0 perturbed: [0.3+2, -1.0, 2.0-6] -> ranks [1, 2/3, 1/3];
-    # grad = -(rank - rank') / 2 = -([2/3, 1/3, 1] - [1, 2/3, 1/3]) / 2
-    torch.testing.assert_close(scores.grad, torch.tensor([[1 / 6, 1 / 6, -1 / 3], [0.0, 0.0, 0.0]]))
+    # row 0 moved against the gradient: [0.3-2, -1.0, 2.0+6] -> ranks [1/3, 2/3, 1];
+    # grad = (rank - rank') / 2 = ([2/3, 1/3, 1] - [1/3, 2/3, 1]) / 2
+    torch.testing.assert_close(scores.grad, torch.tensor([[1 / 6, -1 / 6, 0.0], [0.0, 0.0, 0.0]]))
+
+
+def test_blackbox_rank_gradient_moves_scores_toward_the_wanted_swap() -> None:
+    """ALGORITHMS.md section 3's hand case: the loss wants score 0 ranked above score 1."""
+    scores = torch.tensor([0.0, 1.0], requires_grad=True)
+    blackbox_rank(scores, interpolation_lambda=2.0).backward(torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(scores.grad, torch.tensor([-0.25, 0.25]))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 16, 64])
+def test_blackbox_rank_matches_the_published_descending_rule(n: int) -> None:
+    """Our ascending ranks are `(n + 1) / n - descending`, so a loss's gradient w.r.t. them is
+    minus its gradient w.r.t. the descending ranks; the score gradient must be the same."""
+    gen = torch.Generator().manual_seed(n)
+    for lam in (0.5, 2.0, 10.0):
+        scores = torch.randn(6, n, generator=gen, dtype=torch.float64, requires_grad=True)
+        grad_ranks = torch.randn(6, n, generator=gen, dtype=torch.float64)
+        ranks = blackbox_rank(scores, interpolation_lambda=lam)
+        ranks.backward(grad_ranks)
+        rows = scores.detach().tolist()
+        descending = torch.tensor([ref_descending_ranks(row) for row in rows], dtype=torch.float64)
+        torch.testing.assert_close(ranks.detach(), (n + 1) / n - descending)
+        expected = torch.tensor(
+            [
+                ref_descending_rank_grad(row, [-g for g in grad_row], lam)
+                for row, grad_row in zip(rows, grad_ranks.tolist(), strict=True)
+            ],
+            dtype=torch.float64,
+        )
+        assert expected.abs().sum() > 0
+        cosine = F.cosine_similarity(scores.grad.flatten(), expected.flatten(), dim=0)
+        assert cosine.item() == pytest.approx(1.0, abs=1e-9)
+        torch.testing.assert_close(scores.grad, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_ranksim_gradient_is_the_blackbox_formula_through_cosine() -> None:
@@ -312,8 +347,8 @@ def test_ranksim_gradient_is_the_blackbox_formula_through_cosine() -> None:
     feat_rank = np.stack([ordinal_ranks(list(r)) for r in rows])
     label_rank = np.stack([ordinal_ranks([-abs(a - b) for b in targets.tolist()]) for a in targets])
     grad_rank = 2 * (feat_rank - label_rank) / n  # d sum_i mean_j (.)^2 / d feature rank
-    moved = np.stack([ordinal_ranks(list(r)) for r in rows + lam * grad_rank])
-    grad_sims = -(feat_rank - moved) / (lam + 1e-8)
+    moved = np.stack([ordinal_ranks(list(r)) for r in rows - lam * grad_rank])
+    grad_sims = (feat_rank - moved) / (lam + 1e-8)
     assert np.abs(grad_sims).sum() > 0
     (expected,) = torch.autograd.grad(sims, features, torch.from_numpy(grad_sims))
     torch.testing.assert_close(features.grad, expected, rtol=1e-10, atol=1e-12)

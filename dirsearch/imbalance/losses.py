@@ -204,7 +204,13 @@ def _normalised_rank(scores: Tensor, dtype: torch.dtype) -> Tensor:
 class _BlackboxRank(torch.autograd.Function):
     """Ranking made differentiable by the blackbox combinatorial-solver trick (Vlastelica et
     al., 2020): the backward pass re-ranks the scores nudged by the incoming gradient and returns
-    the rank difference, a gradient of a piecewise-linear interpolation of the step function."""
+    the rank difference, a gradient of a piecewise-linear interpolation of the step function.
+
+    The published rule, ``-(rank(s) - rank(s + lambda * g)) / lambda``, is for DESCENDING ranks
+    (largest score first). Ours are ascending, i.e. ``c - descending``, which flips the sign of
+    both the incoming gradient and the rank difference: ``(rank(s) - rank(s - lambda * g)) /
+    lambda``. Using the descending rule on ascending ranks keeps the loss but breaks the gradient
+    (scores [0, 1], g [-1, 1], lambda 2 give [0, 0] instead of [-0.25, 0.25])."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, scores: Tensor, lam: float) -> Tensor:
@@ -219,8 +225,8 @@ class _BlackboxRank(torch.autograd.Function):
     ) -> tuple[Tensor, None]:
         scores, ranks = ctx.saved_tensors
         lam = ctx.interpolation_lambda
-        perturbed = _normalised_rank(scores + lam * grad_output, ranks.dtype)
-        return -(ranks - perturbed) / (lam + 1e-8), None
+        perturbed = _normalised_rank(scores - lam * grad_output, ranks.dtype)
+        return (ranks - perturbed) / (lam + 1e-8), None
 
 
 def blackbox_rank(scores: Tensor, interpolation_lambda: float = 2.0) -> Tensor:
