@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except DirsearchError as error:
-        print(f"dirsearch: error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # several problems: one line each
+            print(f"dirsearch: error: {line}", file=sys.stderr)
         return EXIT_USAGE
 
 

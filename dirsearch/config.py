@@ -9,6 +9,7 @@ changes for every trial.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dirsearch.errors import ConfigError
+from dirsearch.errors import ConfigError, ConfigProblems
 from dirsearch.imbalance import KERNELS, LOSS_NAMES, REWEIGHTS, Binning, loss_parameters
 from dirsearch.imbalance.metrics import REGIONS, STATISTICS
 from dirsearch.models import ARCHITECTURES
@@ -33,6 +34,14 @@ FDS_STATISTICS = ("extra_pass", "in_pass")
 LOSSES = (*LOSS_NAMES, "bmc")
 SWEEP_SECTIONS = ("experiment", "search", "space")
 """Top-level keys of a search-space file that a single trial ignores."""
+
+
+def unknown_key_message(key: str, allowed: typing.Iterable[str]) -> str:
+    """'unknown key' with a did-you-mean hint and the allowed keys."""
+    allowed = list(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; allowed: {', '.join(allowed)}"
 
 
 def choices(*allowed: str) -> dict[str, tuple[str, ...]]:
@@ -230,11 +239,17 @@ class _Loader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[str] = []
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {message}")
 
+    def record(self, error: ConfigError) -> None:
+        """Keep a problem and go on, so one run of the loader reports every problem."""
+        self.problems.extend(getattr(error, "problems", None) or [str(error)])
+
     def build(self, cls: type, mapping: Any, key: str) -> Any:
+        """The dataclass ``cls`` from ``mapping``; a field with a problem keeps its default."""
         if mapping is None:
             mapping = {}
         if isinstance(mapping, str) and "name" in {item.name for item in dataclasses.fields(cls)}:
@@ -243,14 +258,18 @@ class _Loader:
             raise self.fail(key or "(top level)", f"must be a mapping, got {mapping!r}")
         fields = {item.name: item for item in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
-        unknown = sorted(set(mapping) - set(fields))
-        if unknown:
-            where = f"{key}.{unknown[0]}" if key else str(unknown[0])
-            raise self.fail(where, f"unknown key; allowed: {', '.join(fields)}")
+        for unknown in sorted(set(mapping) - set(fields), key=str):
+            where = f"{key}.{unknown}" if key else str(unknown)
+            self.record(self.fail(where, unknown_key_message(str(unknown), fields)))
         values = {}
-        for name, value in mapping.items():
+        for name in fields.keys() & mapping.keys():
             child = f"{key}.{name}" if key else name
-            values[name] = self.convert(hints[name], value, child, fields[name].metadata)
+            try:
+                values[name] = self.convert(
+                    hints[name], mapping[name], child, fields[name].metadata
+                )
+            except ConfigError as error:
+                self.record(error)
         return cls(**values)
 
     def convert(self, hint: Any, value: Any, key: str, metadata: Any = None) -> Any:
@@ -328,7 +347,7 @@ def _with_absolute_paths(config: TrialConfig, base: Path) -> TrialConfig:
 
 def _require(condition: bool, loader: _Loader, key: str, message: str) -> None:
     if not condition:
-        raise loader.fail(key, message)
+        loader.record(loader.fail(key, message))
 
 
 def _validate(config: TrialConfig, loader: _Loader) -> None:
@@ -362,15 +381,9 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
         "train.momentum",
         f"must be in [0, 1), got {train.momentum}",
     )
-    _require(
-        train.select_metric.startswith("val/"),
-        loader,
-        "train.select_metric",
-        f"must be a validation metric such as val/few/mae, got {train.select_metric!r}",
-    )
     parts = train.select_metric.split("/")
     _require(
-        len(parts) == 3 and parts[1] in REGIONS and parts[2] in STATISTICS,
+        len(parts) == 3 and parts[0] == "val" and parts[1] in REGIONS and parts[2] in STATISTICS,
         loader,
         "train.select_metric",
         f"must be val/{{all,many,medium,few}}/{{mae,mse,gm}}, got {train.select_metric!r}",
@@ -442,12 +455,14 @@ def _validate_fds_bins(config: TrialConfig, loader: _Loader) -> None:
     bins, fds = config.data.bins, config.imbalance.fds
     if fds.bucket_start is not None:
         end = bins.start + bins.width * bins.count
-        _require(
-            bins.start <= fds.bucket_start < end,
-            loader,
-            "imbalance.fds.bucket_start",
-            f"must lie inside data.bins [{bins.start:g}, {end:g}), got {fds.bucket_start:g}",
-        )
+        if not bins.start <= fds.bucket_start < end:
+            _require(
+                False,
+                loader,
+                "imbalance.fds.bucket_start",
+                f"must lie inside data.bins [{bins.start:g}, {end:g}), got {fds.bucket_start:g}",
+            )
+            return  # the FDS bins below are undefined
     half = (fds.ks - 1) // 2
     _require(
         config.fds_binning().count > half,
@@ -486,7 +501,10 @@ def trial_config_from_dict(mapping: Any, source: str, base: Path) -> TrialConfig
     if isinstance(mapping, dict):
         mapping = {key: value for key, value in mapping.items() if key not in SWEEP_SECTIONS}
     config = _with_absolute_paths(loader.build(TrialConfig, mapping, ""), base)
-    _validate(config, loader)
+    if not loader.problems:  # cross-field rules only make sense once every field is valid
+        _validate(config, loader)
+    if loader.problems:
+        raise ConfigProblems(loader.problems)
     return config
 
 

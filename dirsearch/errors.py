@@ -15,3 +15,11 @@ class ConfigError(DirsearchError):
 
 class DataError(DirsearchError):
     """A data file, row or image is missing or invalid (message names the file and row)."""
+
+
+class ConfigProblems(ConfigError):
+    """Several problems found in one reading of a file: one line each, all reported at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)

@@ -203,7 +203,9 @@ def missing_config(folder: Path) -> tuple[Path, list[str]]:
 
 def unknown_key(folder: Path) -> tuple[Path, list[str]]:
     path = write_config(folder / "trial.yaml", {"train": {"lrr": 0.1}})
-    return path, [f"{path}: train.lrr: unknown key; allowed: epochs, batch_size,"]
+    return path, [
+        f"{path}: train.lrr: unknown key (did you mean 'lr'?); allowed: epochs, batch_size,"
+    ]
 
 
 def missing_data_csv(folder: Path) -> tuple[Path, list[str]]:

@@ -299,7 +299,7 @@ def test_step_schedule_needs_milestones() -> None:
 @pytest.mark.parametrize("metric", ["train/loss", "test/all/mae"])
 def test_select_metric_must_be_a_validation_metric(metric: str) -> None:
     assert error_of({"train": {"select_metric": metric}}) == (
-        f"{SOURCE}: train.select_metric: must be a validation metric such as val/few/mae, "
+        f"{SOURCE}: train.select_metric: must be val/{{all,many,medium,few}}/{{mae,mse,gm}}, "
         f"got {metric!r}"
     )
 
@@ -481,4 +481,29 @@ def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "t.yaml", "train:\n  optimiser: adam\n")
     with pytest.raises(ConfigError) as caught:
         load_trial_config(path)
-    assert str(caught.value).startswith(f"{path}: train.optimiser: unknown key; allowed: epochs,")
+    assert str(caught.value).startswith(
+        f"{path}: train.optimiser: unknown key (did you mean 'optimizer'?); allowed: epochs,"
+    )
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    """A user fixes a file in one go: each bad key is one line, in one error."""
+    with pytest.raises(ConfigError) as caught:
+        build(
+            {
+                "train": {"lr": -1, "optimiser": "sgd", "epochs": "ten"},
+                "imbalance": {"lds": {"ks": 4}},
+            }
+        )
+    assert str(caught.value).splitlines() == [
+        f"{SOURCE}: train.optimiser: unknown key (did you mean 'optimizer'?); allowed: "
+        f"{ALLOWED_KEYS['train']}",
+        f"{SOURCE}: train.epochs: must be an integer, got 'ten'",
+    ]
+    # Cross-field rules run once every field has a valid type, and report each problem too.
+    with pytest.raises(ConfigError) as caught:
+        build({"train": {"lr": -1}, "imbalance": {"lds": {"ks": 4}}})
+    assert str(caught.value).splitlines() == [
+        f"{SOURCE}: train.lr: must be > 0, got -1.0",
+        f"{SOURCE}: imbalance.lds.ks: must be a positive odd integer, got 4",
+    ]
