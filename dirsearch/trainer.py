@@ -121,6 +121,25 @@ def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
                 norm.num_batches_tracked.copy_(counter)
 
 
+@contextlib.contextmanager
+def global_rng_from(generator: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Run a block on the global CPU (and ``device``'s CUDA) RNG freshly seeded from
+    ``generator``, and put the global streams back afterwards.
+
+    Dropout and each DataLoader iterator's base seed draw from the global RNG, which is also the
+    training stream: a side pass that drew from it would change every later epoch. Restoring alone
+    is not enough either, since the pass would then replay the next epoch's dropout masks.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 class Trainer:
     """Holds one trial's data, model, optimiser and RNG streams; trains and evaluates epochs."""
 
@@ -147,6 +166,9 @@ class Trainer:
         self.loader_generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
         self.ranksim_generator = torch.Generator().manual_seed(config.seed + 2)
+        # The FDS extra pass's own stream (augmentation, and seeds for its dropout): enabling
+        # FDS must not shift the training streams before smoothing starts.
+        self.fds_generator = torch.Generator().manual_seed(config.seed + 3)
 
     # ----- construction -------------------------------------------------------------------
     def _build_model(self) -> DIRRegressor:
@@ -358,10 +380,13 @@ class Trainer:
         started = time.perf_counter()
         moments = fds.new_moments()
         self.model.train()
-        with frozen_batchnorm_statistics(self.model):
+        with (
+            frozen_batchnorm_statistics(self.model),
+            global_rng_from(self.fds_generator, self.device),
+        ):
             for raw_inputs, raw_targets in self._loader(self.data.train, shuffle=False):
                 inputs, targets = self._to_device(raw_inputs, raw_targets)
-                prepared = self.data.transform.train(inputs, self.augment_generator)
+                prepared = self.data.transform.train(inputs, self.fds_generator)
                 with autocast(self.device, self.config.train.amp):
                     features = self.model(self._model_input(prepared)).features
                 moments.add(features, fds.bins_of(targets))
@@ -409,6 +434,7 @@ class Trainer:
                 "loader": self.loader_generator.get_state(),
                 "augment": self.augment_generator.get_state(),
                 "ranksim": self.ranksim_generator.get_state(),
+                "fds": self.fds_generator.get_state(),
             },
             "best": {"epoch": best.epoch, "value": best.value, "metrics": best.metrics},
             "history": history,
@@ -436,6 +462,7 @@ class Trainer:
         self.loader_generator.set_state(rng["loader"])
         self.augment_generator.set_state(rng["augment"])
         self.ranksim_generator.set_state(rng["ranksim"])
+        self.fds_generator.set_state(rng["fds"])
         best = _Best(**state["best"])
         return int(state["epochs_done"]), best, list(state["history"])
 

@@ -298,6 +298,26 @@ def test_fds_extra_pass_only_observes(tmp_path: Path) -> None:
     )
 
 
+def test_fds_extra_pass_leaves_the_training_streams_alone_on_images(tmp_path: Path) -> None:
+    """On images the extra pass augments its batches and, with dropout, draws dropout masks: from
+    streams of its own, so statistics collected from epoch 0 change nothing until smoothing
+    starts (epoch 2 of 0..1 here, i.e. never): every epoch's metrics and the final weights equal
+    those of the same run without FDS, bit for bit."""
+    images = merged(IMAGES, {"model": {"dropout": 0.3}, "train": {"epochs": 2}})
+    without = run_trial(make_config(images), tmp_path / "without")
+    late = {"imbalance": {"fds": {"enabled": True, "start_update": 0, "start_smooth": 2}}}
+    observed = run_trial(make_config(images, late), tmp_path / "with")
+    assert observed.checkpoint_dir is not None
+    assert fds_buffers(observed.checkpoint_dir)["num_samples"].sum() == 2 * TRAIN_SAMPLES
+    assert stable(without.history) == stable(observed.history)
+    assert without.checkpoint_dir is not None
+    model = state_of(observed.checkpoint_dir)["model"]
+    assert_same_tensors(
+        state_of(without.checkpoint_dir)["model"],
+        {key: value for key, value in model.items() if not key.startswith("fds.")},
+    )
+
+
 def test_fds_bucket_start_inside_and_outside_the_bins() -> None:
     inside = Trainer(make_config({"imbalance": {"fds": {"enabled": True, "bucket_start": 3}}}))
     assert inside.model.fds is not None
