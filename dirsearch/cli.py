@@ -15,6 +15,7 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands; each registers a ``handler(args) -> exit code`` with set_defaults."""
     from dirsearch.data.cli import add_data_commands
+    from dirsearch.sweep_command import add_sweep_commands
     from dirsearch.train_command import add_train_command
 
     parser = argparse.ArgumentParser(
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_sweep_commands(commands)
     add_train_command(commands)
     add_data_commands(commands)
     return parser

@@ -234,7 +234,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Loader:
+class ConfigLoader:
     """Builds a dataclass tree from nested mappings, naming ``source`` and the key in errors."""
 
     def __init__(self, source: str) -> None:
@@ -345,12 +345,12 @@ def _with_absolute_paths(config: TrialConfig, base: Path) -> TrialConfig:
     return dataclasses.replace(config, data=data, model=model, train=train)
 
 
-def _require(condition: bool, loader: _Loader, key: str, message: str) -> None:
+def _require(condition: bool, loader: ConfigLoader, key: str, message: str) -> None:
     if not condition:
         loader.record(loader.fail(key, message))
 
 
-def _validate(config: TrialConfig, loader: _Loader) -> None:
+def _validate(config: TrialConfig, loader: ConfigLoader) -> None:
     """Cross-field rules the types cannot express; each names its key and what is allowed."""
     data, train, imbalance = config.data, config.train, config.imbalance
     _require(
@@ -451,7 +451,7 @@ def _validate(config: TrialConfig, loader: _Loader) -> None:
     )
 
 
-def _validate_fds_bins(config: TrialConfig, loader: _Loader) -> None:
+def _validate_fds_bins(config: TrialConfig, loader: ConfigLoader) -> None:
     bins, fds = config.data.bins, config.imbalance.fds
     if fds.bucket_start is not None:
         end = bins.start + bins.width * bins.count
@@ -473,7 +473,7 @@ def _validate_fds_bins(config: TrialConfig, loader: _Loader) -> None:
     )
 
 
-def _validate_loss(loss: LossConfig, loader: _Loader) -> None:
+def _validate_loss(loss: LossConfig, loader: ConfigLoader) -> None:
     accepted = set(loss_parameters(loss.name)) if loss.name in LOSS_NAMES else set()
     extra = sorted(set(loss.params()) - accepted)
     _require(
@@ -497,7 +497,7 @@ def _validate_loss(loss: LossConfig, loader: _Loader) -> None:
 def trial_config_from_dict(mapping: Any, source: str, base: Path) -> TrialConfig:
     """Build and validate a TrialConfig; ``source`` names the origin in errors, relative paths
     are taken relative to ``base``. Sweep-only sections (experiment, search, space) are skipped."""
-    loader = _Loader(source)
+    loader = ConfigLoader(source)
     if isinstance(mapping, dict):
         mapping = {key: value for key, value in mapping.items() if key not in SWEEP_SECTIONS}
     config = _with_absolute_paths(loader.build(TrialConfig, mapping, ""), base)
@@ -508,8 +508,8 @@ def trial_config_from_dict(mapping: Any, source: str, base: Path) -> TrialConfig
     return config
 
 
-def load_trial_config(path: Path) -> TrialConfig:
-    """Read a trial (or search-space) YAML file into a validated TrialConfig."""
+def read_yaml(path: Path) -> Any:
+    """The parsed content of a YAML file (safe loader); errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -521,4 +521,10 @@ def load_trial_config(path: Path) -> TrialConfig:
         raise ConfigError(
             f"{path}:{where} not valid YAML ({getattr(error, 'problem', error)})"
         ) from None
-    return trial_config_from_dict(mapping, str(path), path.resolve().parent)
+    return mapping
+
+
+def load_trial_config(path: Path) -> TrialConfig:
+    """Read a trial (or search-space) YAML file into a validated TrialConfig."""
+    mapping = read_yaml(path)
+    return trial_config_from_dict(mapping, str(path), Path(path).resolve().parent)

@@ -1,0 +1,77 @@
+"""What a person watching a sweep reads: one line per trial that starts or ends, with its
+few-shot MAE and the best so far (Ray's own verbose tables stay off)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from ray.tune import Callback
+
+from dirsearch.leaderboard import TrialRecord, trial_number
+from dirsearch.space import format_value
+
+
+class SweepConsole(Callback):
+    """Prints trial starts and ends; keeps the best objective seen so far."""
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, total: int) -> None:
+        self.metric, self.mode, self.max_epochs, self.total = metric, mode, max_epochs, total
+        self.records: dict[str, TrialRecord] = {}
+        self.best: tuple[float, int] | None = None
+        self.ended = 0
+
+    def _record(self, trial: Any) -> TrialRecord:
+        if trial.trial_id not in self.records:
+            self.records[trial.trial_id] = TrialRecord(
+                trial_number(trial), trial.trial_id, dict(trial.config)
+            )
+        return self.records[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        values = ", ".join(f"{k}={format_value(v)}" for k, v in record.overrides.items())
+        where = getattr(trial, "temporary_state", None)
+        node = getattr(getattr(where, "location", None), "hostname", None)
+        _say(f"trial {record.number}/{self.total} started{f' on {node}' if node else ''}: {values}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):
+        record = self._record(trial)
+        record.history.append({key: value for key, value in result.items() if _plain(value)})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, errored=True)
+
+    def _ended(self, trial: Any, *, errored: bool) -> None:
+        record = self._record(trial)
+        record.errored = errored
+        self.ended += 1
+        score = record.score(self.metric, self.mode)
+        if math.isfinite(score) and record.status(self.max_epochs) == "completed":
+            better = self.best is None or (
+                score < self.best[0] if self.mode == "min" else score > self.best[0]
+            )
+            if better:
+                self.best = (score, record.number)
+        few = (record.best(self.metric, self.mode) or {}).get("val/few/mae")
+        best = f"best so far {self.best[0]:.3f} (trial {self.best[1]})" if self.best else ""
+        _say(
+            f"[{self.ended}/{self.total}] trial {record.number} {record.status(self.max_epochs)}: "
+            f"{self.metric} {_number(score)}, val few-shot MAE {_number(few)}; {best}"
+        )
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, int | float | str | bool)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
