@@ -11,6 +11,7 @@ complete. Loading uses ``weights_only=True``.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,20 @@ def load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise DataError(f"{path}: not a readable dirsearch checkpoint ({error})") from None
+        raise DataError(
+            f"{path}: not a readable dirsearch checkpoint ({_why_unreadable(error)})"
+        ) from None
+
+
+def _why_unreadable(error: Exception) -> str:
+    """A short reason for a one-line message. torch's own text runs over several lines, and for
+    unpickling errors it advises ``weights_only=False``, which would run code from the file."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "not a weights-only torch file"
+    if isinstance(error, EOFError):
+        return "the file ends early"
+    first_sentence = str(error).strip().split(". ")[0].strip()
+    return first_sentence.splitlines()[0] if first_sentence else type(error).__name__
 
 
 def epoch_folder(root: Path, epochs_done: int) -> Path:

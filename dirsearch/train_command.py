@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dirsearch.errors import ConfigError, DirsearchError
+from dirsearch.errors import ConfigError, DataError, DirsearchError
 
 EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
@@ -82,9 +82,9 @@ def run_train_command(args: argparse.Namespace) -> int:
     except DirsearchError as error:
         if created:  # bad input found before any epoch ended: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
-        if isinstance(error, ConfigError):  # raised deeper, it names the key but not the file
-            raise ConfigError(f"{args.config}: {error}") from None
-        raise
+        # Raised deeper, it names the key, data file or checkpoint but not the config file.
+        kind = DataError if isinstance(error, DataError) else ConfigError
+        raise kind(f"{args.config}: {error}") from None
     except KeyboardInterrupt:
         if _latest_checkpoint(out) is None:
             print("\ndirsearch: interrupted before the first checkpoint", file=sys.stderr)

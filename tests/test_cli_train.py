@@ -142,17 +142,22 @@ def test_resume_without_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
 
 
+@pytest.mark.parametrize("removed", ["folder", "state.pt"])
 def test_resume_finishes_the_missing_epoch_identically(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], removed: str
 ) -> None:
+    """The last epoch's folder is gone, or incomplete (a crash before state.pt, which is written
+    last): --resume continues from the epoch before it."""
     config_path = write_config(tmp_path / "trial.yaml")
     out = tmp_path / "out"
     assert train(capsys, config_path, "--out", out)[0] == 0
     first = read_results(out)
     last = out / "checkpoints" / "epoch_0002"
-    for path in last.iterdir():
-        path.unlink()
-    last.rmdir()
+    (last / "state.pt").unlink()
+    if removed == "folder":
+        for path in last.iterdir():
+            path.unlink()
+        last.rmdir()
     code, stdout, _ = train(capsys, config_path, "--out", out, "--resume")
     assert code == 0
     epochs = [line.split()[1] for line in stdout.splitlines() if EPOCH_LINE.fullmatch(line)]
@@ -161,6 +166,45 @@ def test_resume_finishes_the_missing_epoch_identically(
     assert stable(resumed["history"]) == stable(first["history"])
     assert resumed["best_epoch"] == first["best_epoch"]
     assert nested_stable(resumed["test"]) == nested_stable(first["test"])
+
+
+def test_resume_refuses_a_corrupt_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = write_config(tmp_path / "trial.yaml")
+    out = tmp_path / "out"
+    assert train(capsys, config_path, "--out", out)[0] == 0
+    before = (out / "results.json").read_text()
+    state = out / "checkpoints" / "epoch_0002" / "state.pt"
+    state.write_bytes(b"PK\x03\x04 truncated by a full disk")
+    code, stdout, stderr = train(capsys, config_path, "--out", out, "--resume")
+    assert code == 2
+    assert_one_line_error(
+        stderr, f"dirsearch: error: {config_path}: {state}: not a readable dirsearch checkpoint"
+    )
+    assert not EPOCH_LINE.search(stdout)
+    assert (out / "results.json").read_text() == before
+
+
+def test_results_json_is_strict_when_a_shot_region_is_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No bin has over 10^6 or under 0 training samples: many- and few-shot regions are empty,
+    their metrics missing. results.json says null, never NaN (which strict JSON has no word for)."""
+    shots = {"imbalance": {"shots": {"many": 1_000_000, "few": 0}}}
+    config_path = write_config(tmp_path / "trial.yaml", shots)
+    out = tmp_path / "out"
+    assert train(capsys, config_path, "--out", out)[0] == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"results.json holds {constant}")
+
+    results = json.loads((out / "results.json").read_text(), parse_constant=refuse)
+    for region in ("many", "few"):
+        assert results["test"][region] == {"mae": None, "mse": None, "gm": None, "n": 0}
+        for epoch in results["history"]:
+            assert epoch[f"val/{region}/mae"] is None
+    assert results["test"]["medium"]["n"] == results["test"]["all"]["n"] > 0
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -277,6 +321,14 @@ def missing_rrt_checkpoint(folder: Path) -> tuple[Path, list[str]]:
     return path, [f"train.rrt.checkpoint: {folder / 'stage1'} not found; give a stage-1"]
 
 
+def unreadable_rrt_checkpoint(folder: Path) -> tuple[Path, list[str]]:
+    (folder / "stage1").mkdir()
+    (folder / "stage1" / "best_model.pt").write_text("not a checkpoint\n")
+    path = write_config(folder / "trial.yaml", {"train": {"rrt": {"checkpoint": "stage1"}}})
+    best = folder / "stage1" / "best_model.pt"
+    return path, [f"{best}: not a readable dirsearch checkpoint"]
+
+
 BAD_INPUTS: list[Callable[[Path], tuple[Path, list[str]]]] = [
     missing_config,
     unknown_key,
@@ -292,6 +344,7 @@ BAD_INPUTS: list[Callable[[Path], tuple[Path, list[str]]]] = [
     pretrained_other_shapes,
     fds_bucket_start_outside,
     missing_rrt_checkpoint,
+    unreadable_rrt_checkpoint,
 ]
 
 
@@ -301,11 +354,24 @@ def test_bad_input_exits_2_with_one_line(
     capsys: pytest.CaptureFixture[str],
     make: Callable[[Path], tuple[Path, list[str]]],
 ) -> None:
+    """The line names the config file first (errors found while training name the key, data
+    file or checkpoint too), and the output folder the command created is removed again."""
     config_path, fragments = make(tmp_path)
     code, _, stderr = train(capsys, config_path, "--out", tmp_path / "out")
     assert code == 2
-    assert_one_line_error(stderr, "dirsearch: error: ", *fragments)
-    assert not (tmp_path / "out" / "checkpoints").exists()
+    assert_one_line_error(stderr, f"dirsearch: error: {config_path}: ", *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_keeps_an_output_folder_it_did_not_create(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, _ = missing_rrt_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert train(capsys, config_path, "--out", out)[0] == 2
+    assert (out / "notes.txt").read_text() == "mine\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
