@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import multiprocessing
+import os
 import pickle
 import time
 from pathlib import Path
@@ -120,6 +121,34 @@ def test_cache_is_keyed_by_image_size_and_csv_content(
     assert len(list(cache.glob("*.npy"))) == 3
     assert len(list(cache.glob("*.json"))) == 3
     assert _all(changed.test)[1].tolist() == [62.0, 19.0]
+
+
+def test_cache_is_rebuilt_when_an_image_changes_under_the_same_csv(tmp_path: Path) -> None:
+    """An image rewritten in place with other pixels of the same byte size (uncompressed PNG),
+    its modification time then put back as `cp -p`, `rsync -t` or an archive would: the cache
+    must not serve the old pixels."""
+    root = tmp_path / "images"
+    root.mkdir()
+    rows = [("a.png", 30, "train"), ("b.png", 41, "val"), ("c.png", 52, "test")]
+    generator = np.random.default_rng(1)
+
+    def write(name: str) -> None:
+        pixels = generator.integers(0, 256, (9, 9, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / name, compress_level=0)
+
+    for name, _, _ in rows:
+        write(name)
+    csv = _write_csv(tmp_path / "data.csv", rows)
+    cache = tmp_path / "cache"
+    before = _all(load_csv_images(csv, root, image_size=8, cache_dir=cache).train)[0]
+    old = (root / "a.png").stat()
+    write("a.png")
+    os.utime(root / "a.png", ns=(old.st_atime_ns, old.st_mtime_ns))
+    new = (root / "a.png").stat()
+    assert (new.st_size, new.st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    after = _all(load_csv_images(csv, root, image_size=8, cache_dir=cache).train)[0]
+    assert not torch.equal(after, before)
+    assert torch.equal(after[0], _torchvision_pixels(root / "a.png", 8))
 
 
 def test_batches_through_a_dataloader_and_pickling_without_the_array(

@@ -85,7 +85,10 @@ class ImageFiles:
     paths: list[Path]
     row_numbers: list[int]
     fingerprint: str
-    """Hash of every file's path, size and modification time: a changed image changes it."""
+    """Hash of every file's path, size, modification time, inode and status-change time: a
+    changed image changes it. Size and mtime alone miss a same-size rewrite whose mtime was put
+    back (`cp -p`, `rsync -t`, archives) or fell in the same clock tick; the kernel sets ctime
+    on every write and no tool can set it back, and a replaced file gets a new inode."""
 
     @classmethod
     def check(cls, table: Table, root: Path) -> ImageFiles:
@@ -104,7 +107,8 @@ class ImageFiles:
                 ) from None
             if not stat.S_ISREG(status.st_mode):
                 raise DataError(f"{table.where(index, PATH_COLUMN)}: {path} is not a file")
-            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+            stamp = (status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
+            digest.update(f"{path}\0{stamp}\n".encode())
             paths.append(path)
         return cls(table.path, root, paths, table.row_numbers, digest.hexdigest())
 
