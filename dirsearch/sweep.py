@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import optuna
 import ray
@@ -50,6 +50,29 @@ from dirsearch.tune_trainable import evaluate_on_test, seeds_of, train_configura
 SPEC_FILE = "sweep.json"
 CONFIRM = "confirm"
 Callbacks = list[tune.Callback]
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """What ``finish`` hands to every callback with a ``sweep_finished(result)`` method (the
+    MLflow tracker): the sweep's final tables without re-reading them from the folder."""
+
+    rows: list[dict[str, Any]]
+    """The leaderboard, best first."""
+    records: list[TrialRecord]
+    """Every search trial, in trial order."""
+    best: TrialRecord | None
+    """The winning search trial (None after ``confirm``: the winner is a configuration)."""
+    checkpoint: Any
+    """The winner's Ray checkpoint (its best weights per seed), or None after ``confirm``."""
+    per_seed: list[dict[str, dict[str, float]]]
+    """The winner's test metrics per seed: region -> statistic -> value."""
+    heading: str
+
+
+@runtime_checkable
+class FinishHook(Protocol):
+    def sweep_finished(self, result: FinalResult) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -281,6 +304,18 @@ def finish(
     write_text(f"{folder}/results.md", f"{heading}; test split:\n\n{table}\n")
     write_text(f"{folder}/results.csv", csv_text(csv_rows))
     say(f"\n{heading}; test split:\n{table}")
+    confirmed = search.confirm.top_k > 0
+    final = FinalResult(
+        rows,
+        records,
+        None if confirmed else best,
+        None if confirmed else checkpoints[best.trial_id],
+        per_seed,
+        heading,
+    )
+    for callback in callbacks:
+        if isinstance(callback, FinishHook):
+            callback.sweep_finished(final)
     return SweepOutcome(folder, finished=True, table=table)
 
 

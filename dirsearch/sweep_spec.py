@@ -228,7 +228,12 @@ def load_sweep_spec(path: Path) -> SweepSpec:
     base = path.resolve().parent
     search = _read_search(mapping.get("search"), reader)
     experiment = _read_experiment(mapping.get("experiment", path.stem), reader)
-    trial_mapping = {key: value for key, value in mapping.items() if key not in SWEEP_SECTIONS}
+    sections = [item.name for item in dataclasses.fields(TrialConfig)] + list(SWEEP_SECTIONS)
+    for unknown in sorted(set(mapping) - set(sections), key=str):
+        reader.problem(str(unknown), unknown_key_message(str(unknown), sections))
+    trial_mapping = {key: value for key, value in mapping.items() if key in sections}
+    for section in SWEEP_SECTIONS:
+        trial_mapping.pop(section, None)
     train = trial_mapping.get("train")
     if (
         search.metric.startswith("val/")
@@ -243,8 +248,7 @@ def load_sweep_spec(path: Path) -> SweepSpec:
         reader.absorb(error)
         raise ConfigProblems(reader.problems) from None
     dimensions = _read_dimensions(mapping.get("space"), fixed, reader)
-    if not reader.problems:
-        _check_dimension_values(dimensions, fixed, source, base, reader)
+    _check_dimension_values(dimensions, fixed, source, base, reader)
     _check_search(search, mapping.get("search"), fixed, dimensions, reader)
     points = _read_points(mapping.get("search"), search, dimensions, fixed, reader)
     if reader.problems:
@@ -356,6 +360,7 @@ def _read_dimension(path: str, body: Any, key: str, reader: _SpecReader) -> Dime
     step, log = body.get("step", 1), body.get("log", False)
     if kind != "int" and ("step" in body or "log" in body):
         reader.problem(key, "step and log belong to int dimensions (use loguniform for floats)")
+        return None
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:
         reader.problem(f"{key}.step", f"must be an integer >= 1, got {step!r}")
         return None
