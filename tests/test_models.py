@@ -149,11 +149,21 @@ def test_fds_is_identity_unless_training_with_targets_and_epoch(
     assert torch.equal(out.features, x)
 
 
-def test_fds_statistics_are_in_the_model_state_dict() -> None:
-    model, _, _ = _fds_model()
-    state = model.state_dict()
-    assert torch.equal(state["fds.running_mean"], model.fds.running_mean)
-    assert state["fds.running_var"].shape == (3, 6)
+def test_fds_statistics_travel_in_the_model_state_dict(tmp_path: Path) -> None:
+    """A model rebuilt from a saved state dict smooths exactly like the one that saved it: the
+    FDS statistics are in the state dict, and the calibration derived from them (not saved) is
+    rebuilt on loading."""
+    model, x, targets = _fds_model()
+    path = _save(model.state_dict(), tmp_path / "model.pt")
+    torch.manual_seed(5)
+    fds = FDS(6, Binning(0.0, 1.0, 3), ks=3, sigma=1.0, start_update=0, start_smooth=1)
+    fresh = build_model("mlp", VECTOR, mlp_hidden=(), fds=fds)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    assert model.fds.num_samples.sum() == 30  # the source really holds one epoch's statistics
+    for name in ("running_mean", "running_var", "smoothed_mean", "smoothed_var", "num_samples"):
+        assert torch.equal(getattr(fresh.fds, name), getattr(model.fds, name)), name
+    expected = model.train()(x, targets, epoch=1).preds
+    assert torch.equal(fresh.train()(x, targets, epoch=1).preds, expected)
 
 
 def test_fds_sized_for_another_feature_dim_is_rejected() -> None:

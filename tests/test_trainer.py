@@ -427,26 +427,33 @@ def test_optimisers_and_schedules(
 # ----- the GPU code paths, run on the CPU ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statistics", ["extra_pass", "in_pass"])
 def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path: Path, statistics: str) -> None:
     """What CUDA runs by default (bf16 autocast, channels_last images) forced on the CPU: FDS
     smoothing and statistics, LDS weights and RankSim all take bf16 features, and training
-    learns like the float32 run does (same order of magnitude of validation error)."""
-    gpu_like = {
-        "train": {"amp": "bf16", "memory_format": "channels_last", "epochs": 2},
+    learns like the float32 run does: both end far below the error of predicting the training
+    mean, and within 10% of each other (measured: 14.3 vs 14.6 against 25.8)."""
+    learns = {
+        "train": {"epochs": 6, "lr": 1e-2, "schedule": "cosine"},
         "imbalance": {"fds": {"statistics": statistics}, "ranksim": {"enabled": True}},
     }
-    trainer = Trainer(make_config(IMAGES, FDS_LDS, gpu_like))
+    gpu_like = {"train": {"amp": "bf16", "memory_format": "channels_last"}}
+    trainer = Trainer(make_config(IMAGES, FDS_LDS, learns, gpu_like))
     assert trainer.channels_last
-    result = run_trial(make_config(IMAGES, FDS_LDS, gpu_like), tmp_path / "bf16")
-    reference = run_trial(make_config(IMAGES, FDS_LDS, {"train": {"amp": "off"}}), tmp_path / "f32")
-    assert result.status == "completed"
+    data = trainer.data
+    mean_predictor = float(np.abs(data.val.targets - data.train.targets.mean()).mean())
+    result = run_trial(make_config(IMAGES, FDS_LDS, learns, gpu_like), tmp_path / "bf16")
+    f32_only = {"train": {"amp": "off", "memory_format": "contiguous"}}
+    reference = run_trial(make_config(IMAGES, FDS_LDS, learns, f32_only), tmp_path / "f32")
+    assert result.status == reference.status == "completed"
     fds = checkpoint.load(result.checkpoint_dir / checkpoint.STATE_FILE)["model"]
     assert fds["fds.running_mean"].dtype == torch.float32
     assert fds["fds.num_samples"].sum() > 0  # the update ran on bf16 features
-    for bf16, f32 in zip(result.history, reference.history, strict=True):
-        assert math.isfinite(bf16["train/loss"])
-        assert 0.5 < bf16["val/all/mae"] / f32["val/all/mae"] < 2.0
+    bf16, f32 = result.history[-1]["val/all/mae"], reference.history[-1]["val/all/mae"]
+    assert bf16 < 0.7 * mean_predictor
+    assert f32 < 0.7 * mean_predictor
+    assert abs(bf16 - f32) < 0.1 * f32
 
 
 def test_auto_precision_and_layout_are_plain_float32_on_cpu() -> None:
