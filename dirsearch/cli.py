@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dirsearch.data.cli import add_data_commands
     from dirsearch.sweep_command import add_sweep_commands
     from dirsearch.train_command import add_train_command
+    from dirsearch.ui_command import add_ui_command
 
     parser = argparse.ArgumentParser(
         prog="dirsearch",
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_commands(commands)
     add_train_command(commands)
     add_data_commands(commands)
+    add_ui_command(commands)
     return parser
 
 

@@ -33,6 +33,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--name", help="sweep folder name (default: <experiment>-<date-time>)")
     run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    _tracking_argument(run)
     run.set_defaults(handler=run_command)
 
     resume = commands.add_parser(
@@ -43,6 +44,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     )
     resume.add_argument("folder", help="the sweep folder that `dirsearch run` printed")
     resume.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    _tracking_argument(resume)
     resume.set_defaults(handler=resume_command)
 
     validate = commands.add_parser(
@@ -79,31 +81,51 @@ def _load(space: Path, num_samples: int | None = None):
     return spec
 
 
+def _tracking_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking store, e.g. http://host:5000 (default: $MLFLOW_TRACKING_URI, else "
+        "a sqlite file in the sweep folder; resume: the sweep's own store)",
+    )
+
+
 def run_command(args: argparse.Namespace) -> int:
-    from dirsearch import sweep
+    from dirsearch import sweep, tracking
 
     spec = _load(args.space, args.num_samples)
     folder = sweep.new_folder(spec, args.storage, args.name)
+    # Before Ray starts: an unreachable tracking server is a one-line error, not a lost sweep.
+    tracking.start_sweep_runs(spec, folder, tracking.tracking_uri(folder, args.tracking_uri))
+    tracker = tracking.SweepTracker(spec, folder)
     sweep.start_ray(args.address)
     sweep.check_cluster(spec)
-    return _outcome(lambda: sweep.run(spec, args.space.read_text(), folder), folder)
+    text = args.space.read_text()
+    return _outcome(lambda: sweep.run(spec, text, folder, callbacks=[tracker]), folder, tracker)
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from dirsearch import sweep
+    from dirsearch import sweep, tracking
 
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
     spec = sweep.load_spec(folder)
+    tracking.start_sweep_runs(spec, folder, args.tracking_uri)
+    tracker = tracking.SweepTracker(spec, folder)
     sweep.start_ray(args.address)
     sweep.check_cluster(spec)
-    return _outcome(lambda: sweep.resume(folder), folder)
+    return _outcome(lambda: sweep.resume(folder, callbacks=[tracker]), folder, tracker)
 
 
-def _outcome(start, folder: str) -> int:
+def _outcome(start, folder: str, tracker) -> int:
+    """Run the sweep; the tracker's parent run ends FINISHED, KILLED (stopped: resume reopens
+    it) or FAILED (an error), never left RUNNING."""
     try:
         outcome = start()
     except KeyboardInterrupt:  # a second Ctrl-C: Ray stops without its last save
         outcome = None
+    except BaseException:
+        tracker.close("FAILED")
+        raise
+    tracker.close("FINISHED" if outcome is not None and outcome.finished else "KILLED")
     if outcome is None or not outcome.finished:
         print(
             f"\ndirsearch: sweep stopped before it finished; continue with: "
@@ -111,7 +133,10 @@ def _outcome(start, folder: str) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    print(f"\nsweep folder: {folder}\nsee it again with: dirsearch report {folder}")
+    print(
+        f"\nsweep folder: {folder}\nsee it again with: dirsearch report {folder}\n"
+        f"compare the trials in MLflow with: dirsearch ui {folder}"
+    )
     return 0
 
 
