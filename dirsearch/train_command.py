@@ -61,11 +61,13 @@ def run_train_command(args: argparse.Namespace) -> int:
     latest = _latest_checkpoint(out)
     if latest is not None and not args.resume:
         raise ConfigError(
-            f"{out}: already holds a run (last checkpoint {latest.name}); pass --resume to "
-            f"continue it or --out to start a new one"
+            f"{args.config}: {out} already holds a run (last checkpoint {latest.name}); pass "
+            f"--resume to continue it or --out to start a new one"
         )
     if args.resume and latest is None:
-        raise ConfigError(f"{out}: --resume given but there is no checkpoint to resume from")
+        raise ConfigError(
+            f"{args.config}: --resume given but {out} holds no checkpoint to resume from"
+        )
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -127,18 +127,20 @@ def test_second_run_into_the_same_folder_needs_resume(
     code, _, stderr = train(capsys, config_path, "--out", out)
     assert code == 2
     assert stderr == (
-        f"dirsearch: error: {out}: already holds a run (last checkpoint epoch_0002); "
-        "pass --resume to continue it or --out to start a new one\n"
+        f"dirsearch: error: {config_path}: {out} already holds a run (last checkpoint "
+        "epoch_0002); pass --resume to continue it or --out to start a new one\n"
     )
     assert (out / "results.json").read_text() == before
 
 
 def test_resume_without_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fresh"
-    code, _, stderr = train(capsys, write_config(tmp_path / "trial.yaml"), "--out", out, "--resume")
+    config_path = write_config(tmp_path / "trial.yaml")
+    code, _, stderr = train(capsys, config_path, "--out", out, "--resume")
     assert code == 2
     assert stderr == (
-        f"dirsearch: error: {out}: --resume given but there is no checkpoint to resume from\n"
+        f"dirsearch: error: {config_path}: --resume given but {out} holds no checkpoint to "
+        "resume from\n"
     )
 
 
