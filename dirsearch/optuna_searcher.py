@@ -5,9 +5,10 @@ so TPE mixes half-trained scores with fully trained ones, and COMPLETE for a tri
 after reporting. Here: a trial stopped before the last epoch is PRUNED (its per-epoch values
 are already in Optuna as intermediate values), an errored one is FAIL, a diverged one is
 COMPLETE with the finite sentinel it reported, and a finished one is COMPLETE with its best
-epoch's value, the epoch whose checkpoint the sweep evaluates. This reads the parent's private
-``_ot_trials``/``_ot_study``/``_completed_trials``; ray is pinned to 2.60 and
-tests/test_sweep.py checks the states Optuna ends up with.
+epoch's value, the epoch whose checkpoint the sweep evaluates. Tune hands the last result of a
+trial only to ``on_trial_complete``; it is recorded as an intermediate value there. This reads
+the parent's private ``_ot_trials``/``_ot_study``/``_completed_trials``; ray is pinned to 2.60
+and tests/test_sweep.py checks the states Optuna ends up with.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class TruthfulOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if result and not error:
+            # Tune hands a trial's last result (the final epoch, or the one ASHA stopped it at)
+            # only to on_trial_complete: record it like every other epoch first.
+            self.on_trial_result(trial_id, result)
         state, value = self.ending(trial_id, result, error)
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         self._completed_trials.add(trial_id)

@@ -25,7 +25,6 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from dirsearch.errors import ConfigError
 from dirsearch.leaderboard import (
@@ -42,6 +41,7 @@ from dirsearch.leaderboard import (
     write_text,
 )
 from dirsearch.optuna_searcher import TruthfulOptunaSearch
+from dirsearch.point_searcher import PointSearcher
 from dirsearch.space import format_value
 from dirsearch.sweep_console import SweepConsole
 from dirsearch.sweep_spec import SweepSpec, environment_problems, spec_from_dict
@@ -50,6 +50,12 @@ from dirsearch.tune_trainable import evaluate_on_test, seeds_of, train_configura
 SPEC_FILE = "sweep.json"
 CONFIRM = "confirm"
 Callbacks = list[tune.Callback]
+Say = Callable[[str], None]
+
+
+def print_line(line: str) -> None:
+    """The console's default: flushed at once, so a piped log shows progress as it happens."""
+    print(line, flush=True)
 
 
 @dataclass(frozen=True)
@@ -95,15 +101,10 @@ def new_folder(spec: SweepSpec, storage: str | None, name: str | None) -> str:
 
 
 def start_ray(address: str | None) -> None:
-    """A local Ray sized to this machine, or the cluster at ``address``; quiet either way."""
+    """A local Ray sized to this machine, or the cluster at ``address``."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Checkpointing every epoch of short trials is the point here, not a bottleneck to warn of.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables, no banners
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
@@ -116,6 +117,16 @@ def start_ray(address: str | None) -> None:
         include_dashboard=False,
         logging_level=logging.WARNING,
     )
+
+
+def quiet_driver() -> None:
+    """The console shows our one line per trial: Ray's tables and banners, Optuna's INFO lines
+    and its experimental-feature warning stay off (the user can still set these variables)."""
+    # Checkpointing every epoch of short trials is the point here, not a bottleneck to warn of.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables, no banners
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def check_cluster(spec: SweepSpec) -> None:
@@ -145,7 +156,7 @@ def _trainable(spec: SweepSpec, *, repeats: int, evaluate_test: bool) -> Any:
 def _searcher(spec: SweepSpec) -> Any:
     search = spec.search
     if search.searcher.name == "grid":
-        return BasicVariantGenerator(points_to_evaluate=[dict(p) for p in spec.points])
+        return PointSearcher(list(spec.points))
     seed = search.searcher.seed
     sampler: optuna.samplers.BaseSampler
     if search.searcher.name == "random":
@@ -167,7 +178,7 @@ def total_trials(spec: SweepSpec) -> int:
     return len(spec.points) if spec.search.searcher.name == "grid" else spec.search.num_samples
 
 
-def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks) -> tune.Tuner:
+def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks, say: Say) -> tune.Tuner:
     search = spec.search
     if search.scheduler.name == "asha":
         scheduler: Any = ASHAScheduler(
@@ -189,12 +200,14 @@ def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks) -> tune.Tu
             max_concurrent_trials=search.max_concurrent,
             trial_dirname_creator=trial_folder_name,
         ),
-        run_config=_run_config(spec, root, name, callbacks, total_trials(spec)),
+        run_config=_run_config(spec, root, name, callbacks, total_trials(spec), say),
     )
 
 
-def _run_config(spec: SweepSpec, root: str, name: str, callbacks: Callbacks, total: int) -> Any:
-    console = SweepConsole(spec.search.metric, spec.search.mode, spec.epochs, total)
+def _run_config(
+    spec: SweepSpec, root: str, name: str, callbacks: Callbacks, total: int, say: Say
+) -> Any:
+    console = SweepConsole(spec.search.metric, spec.search.mode, spec.epochs, total, say)
     return tune.RunConfig(
         name=name,
         storage_path=root,
@@ -211,9 +224,10 @@ def run(
     folder: str,
     *,
     callbacks: Callbacks = (),
-    say: Callable[[str], None] = print,
+    say: Say = print_line,
 ) -> SweepOutcome:
     """Start a sweep in ``folder`` (Ray must be running); returns when it ends or stops."""
+    quiet_driver()
     write_text(f"{folder}/{SPEC_FILE}", json.dumps(spec.to_dict(), indent=2))
     write_text(f"{folder}/space.yaml", space_text)
     resources = spec.search.resources
@@ -222,7 +236,7 @@ def run(
         f"{spec.search.max_concurrent} at a time, {resources.cpu:g} CPU "
         f"{resources.gpu:g} GPU each -> {folder}"
     )
-    tuner = _search_tuner(spec, folder, list(callbacks))
+    tuner = _search_tuner(spec, folder, list(callbacks), say)
     return _fit_and_finish(spec, folder, tuner, list(callbacks), say)
 
 
@@ -236,11 +250,10 @@ def load_spec(folder: str) -> SweepSpec:
     return spec_from_dict(json.loads(text))
 
 
-def resume(
-    folder: str, *, callbacks: Callbacks = (), say: Callable[[str], None] = print
-) -> SweepOutcome:
+def resume(folder: str, *, callbacks: Callbacks = (), say: Say = print_line) -> SweepOutcome:
     """Continue a sweep whose driver stopped: finished trials stay, running ones continue from
     their checkpoints, and Optuna's and ASHA's state come back from Ray's experiment state."""
+    quiet_driver()
     folder = folder.rstrip("/")
     spec = load_spec(folder)
     if not tune.Tuner.can_restore(folder):
@@ -259,7 +272,7 @@ def _fit_and_finish(
     folder: str,
     tuner: tune.Tuner,
     callbacks: Callbacks,
-    say: Callable[[str], None],
+    say: Say,
 ) -> SweepOutcome:
     results = tuner.fit()
     if results.num_terminated + results.num_errors < total_trials(spec):
@@ -273,7 +286,7 @@ def finish(
     folder: str,
     checkpoints: dict[str, Any],
     callbacks: Callbacks,
-    say: Callable[[str], None],
+    say: Say,
 ) -> SweepOutcome:
     """Leaderboard, then the winner on the balanced test split (or the confirm phase)."""
     search = spec.search
@@ -340,7 +353,7 @@ def _confirm(
     folder: str,
     winners: list[TrialRecord],
     callbacks: Callbacks,
-    say: Callable[[str], None],
+    say: Say,
 ) -> tuple[list[dict], str] | None:
     """Retrain the top configurations with fresh seeds; rank them by mean validation metric.
     Returns the winner's per-seed test metrics and a heading, or None if interrupted."""
@@ -357,12 +370,12 @@ def _confirm(
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=BasicVariantGenerator(points_to_evaluate=points),
+                search_alg=PointSearcher(points),
                 num_samples=len(points),
                 max_concurrent_trials=search.max_concurrent,
                 trial_dirname_creator=trial_folder_name,
             ),
-            run_config=_run_config(spec, folder, CONFIRM, callbacks, len(points)),
+            run_config=_run_config(spec, folder, CONFIRM, callbacks, len(points), say),
         )
     results = tuner.fit()
     if results.num_terminated + results.num_errors < len(points):

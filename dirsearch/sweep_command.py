@@ -93,6 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
     from dirsearch import sweep, tracking
 
     spec = _load(args.space, args.num_samples)
+    _refuse_missing_data(spec)
     folder = sweep.new_folder(spec, args.storage, args.name)
     # Before Ray starts: an unreachable tracking server is a one-line error, not a lost sweep.
     tracking.start_sweep_runs(spec, folder, tracking.tracking_uri(folder, args.tracking_uri))
@@ -108,11 +109,21 @@ def resume_command(args: argparse.Namespace) -> int:
 
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
     spec = sweep.load_spec(folder)
+    _refuse_missing_data(spec)
     tracking.start_sweep_runs(spec, folder, args.tracking_uri)
     tracker = tracking.SweepTracker(spec, folder)
     sweep.start_ray(args.address)
     sweep.check_cluster(spec)
     return _outcome(lambda: sweep.resume(folder, callbacks=[tracker]), folder, tracker)
+
+
+def _refuse_missing_data(spec) -> None:  # spec: a SweepSpec (imported lazily)
+    """Missing data is found before Ray starts (seconds), not by the first trial."""
+    from dirsearch.sweep_spec import environment_problems
+
+    problems = environment_problems(spec, gpus_available=None)
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _outcome(start, folder: str, tracker) -> int:

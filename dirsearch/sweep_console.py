@@ -4,7 +4,7 @@ few-shot MAE and the best so far (Ray's own verbose tables stay off)."""
 from __future__ import annotations
 
 import math
-import sys
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -16,8 +16,11 @@ from dirsearch.space import format_value
 class SweepConsole(Callback):
     """Prints trial starts and ends; keeps the best objective seen so far."""
 
-    def __init__(self, metric: str, mode: str, max_epochs: int, total: int) -> None:
+    def __init__(
+        self, metric: str, mode: str, max_epochs: int, total: int, say: Callable[[str], None]
+    ) -> None:
         self.metric, self.mode, self.max_epochs, self.total = metric, mode, max_epochs, total
+        self.say = say
         self.records: dict[str, TrialRecord] = {}
         self.best: tuple[float, int] | None = None
         self.ended = 0
@@ -34,7 +37,9 @@ class SweepConsole(Callback):
         values = ", ".join(f"{k}={format_value(v)}" for k, v in record.overrides.items())
         where = getattr(trial, "temporary_state", None)
         node = getattr(getattr(where, "location", None), "hostname", None)
-        _say(f"trial {record.number}/{self.total} started{f' on {node}' if node else ''}: {values}")
+        self.say(
+            f"trial {record.number}/{self.total} started{f' on {node}' if node else ''}: {values}"
+        )
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):
         record = self._record(trial)
@@ -58,11 +63,13 @@ class SweepConsole(Callback):
             if better:
                 self.best = (score, record.number)
         few = (record.best(self.metric, self.mode) or {}).get("val/few/mae")
-        best = f"best so far {self.best[0]:.3f} (trial {self.best[1]})" if self.best else ""
-        _say(
+        line = (
             f"[{self.ended}/{self.total}] trial {record.number} {record.status(self.max_epochs)}: "
-            f"{self.metric} {_number(score)}, val few-shot MAE {_number(few)}; {best}"
+            f"{self.metric} {_number(score)}, val few-shot MAE {_number(few)}"
         )
+        if self.best:
+            line += f"; best so far {self.best[0]:.3f} (trial {self.best[1]})"
+        self.say(line)
 
 
 def _plain(value: Any) -> bool:
@@ -71,7 +78,3 @@ def _plain(value: Any) -> bool:
 
 def _number(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stdout, flush=True)
