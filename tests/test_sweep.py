@@ -178,7 +178,8 @@ def cli(*arguments: str) -> list[str]:
 def reported_epochs(folder: Path) -> dict[str, list[int]]:
     return {
         trial.name: [
-            int(json.loads(line)["epoch"]) for line in (trial / "result.json").read_text().split()
+            int(json.loads(line)["epoch"])
+            for line in (trial / "result.json").read_text().splitlines()
         ]
         for trial in sorted(folder.glob("trial_*"))
         if (trial / "result.json").is_file()
@@ -198,14 +199,16 @@ def test_sigkilled_driver_resumes_with_every_trial_exactly_once(tmp_path: Path) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and driver.poll() is None:
-        if sum(len(epochs) for epochs in reported_epochs(folder).values()) >= 5:
-            break
-        time.sleep(0.5)
-    assert driver.poll() is None, "the sweep ended before it could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if sum(len(epochs) for epochs in reported_epochs(folder).values()) >= 5:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
     before = reported_epochs(folder)
     time.sleep(3)  # Ray's reaper stops the orphaned workers
     resumed = subprocess.run(
