@@ -6,7 +6,9 @@ scale, an MLP, 4 epochs): about a second per trial, so a sweep's time is Ray's o
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,3 +59,20 @@ def local_ray() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def cli(*arguments: str) -> list[str]:
+    """The command line of ``dirsearch ARGUMENTS`` as a subprocess of this interpreter."""
+    return [sys.executable, "-m", "dirsearch.cli", *arguments]
+
+
+def reported_epochs(folder: Path) -> dict[str, list[int]]:
+    """Trial folder name -> the epochs Ray recorded in its result.json, in order."""
+    return {
+        trial.name: [
+            int(json.loads(line)["epoch"])
+            for line in (trial / "result.json").read_text().splitlines()
+        ]
+        for trial in sorted(folder.glob("trial_*"))
+        if (trial / "result.json").is_file()
+    }

@@ -5,12 +5,10 @@ sweep resumes with every trial exactly once."""
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import TINY_SWEEP, local_ray, write_space
+from sweep_helpers import TINY_SWEEP, cli, local_ray, reported_epochs, write_space
 from trial_helpers import merged
 
 from dirsearch import sweep
@@ -169,21 +167,6 @@ def test_grid_runs_each_point_once(tmp_path: Path) -> None:
     records = read_trials(outcome.folder)
     assert sorted(r.overrides["imbalance.reweight"] for r in records) == ["none", "sqrt_inv"]
     assert all(r.epochs == 4 for r in records)
-
-
-def cli(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "dirsearch.cli", *arguments]
-
-
-def reported_epochs(folder: Path) -> dict[str, list[int]]:
-    return {
-        trial.name: [
-            int(json.loads(line)["epoch"])
-            for line in (trial / "result.json").read_text().splitlines()
-        ]
-        for trial in sorted(folder.glob("trial_*"))
-        if (trial / "result.json").is_file()
-    }
 
 
 def test_sigkilled_driver_resumes_with_every_trial_exactly_once(tmp_path: Path) -> None:
