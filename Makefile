@@ -13,14 +13,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dirsearch train search_spaces/synthetic.yaml --out runs/synthetic-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/dirsearch run search_spaces/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# The quick benchmarks (about a minute); bench/dir_effect.py takes ~30 min and is run on its own.
+# The quick benchmarks (about a minute); bench/dir_effect.py (~30 min) and bench/sweep_bench.py
+# (minutes per experiment) are run on their own.
 bench: $(STAMP)
 	$(BIN)/python bench/fds_bench.py
 	$(BIN)/python bench/decode_cache.py

@@ -120,12 +120,14 @@ def start_ray(address: str | None) -> None:
 
 
 def quiet_driver() -> None:
-    """The console shows our one line per trial: Ray's tables and banners, Optuna's INFO lines
-    and its experimental-feature warning stay off (the user can still set these variables)."""
+    """The console shows our one line per trial: Ray's tables and banners, Optuna's and MLflow's
+    INFO lines and Optuna's experimental-feature warning stay off (environment variables the
+    user set win)."""
     # Checkpointing every epoch of short trials is the point here, not a bottleneck to warn of.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables, no banners
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its schema-creation INFO lines
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -178,7 +180,11 @@ def total_trials(spec: SweepSpec) -> int:
     return len(spec.points) if spec.search.searcher.name == "grid" else spec.search.num_samples
 
 
-def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks, say: Say) -> tune.Tuner:
+def search_tuner(
+    spec: SweepSpec, folder: str, callbacks: Callbacks, say: Say, trainable: Any = None
+) -> tune.Tuner:
+    """The search's Tuner; ``trainable`` replaces the training one (bench/: a no-op trainable
+    measures the platform's own overhead through exactly this searcher and scheduler)."""
     search = spec.search
     if search.scheduler.name == "asha":
         scheduler: Any = ASHAScheduler(
@@ -190,7 +196,7 @@ def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks, say: Say) 
         scheduler = FIFOScheduler()
     root, name = folder.rsplit("/", 1)
     return tune.Tuner(
-        _trainable(spec, repeats=search.repeats, evaluate_test=False),
+        trainable or _trainable(spec, repeats=search.repeats, evaluate_test=False),
         tune_config=tune.TuneConfig(
             metric=search.metric,
             mode=search.mode,
@@ -199,6 +205,7 @@ def _search_tuner(spec: SweepSpec, folder: str, callbacks: Callbacks, say: Say) 
             num_samples=total_trials(spec),
             max_concurrent_trials=search.max_concurrent,
             trial_dirname_creator=trial_folder_name,
+            reuse_actors=True,  # a new worker process per trial costs seconds
         ),
         run_config=_run_config(spec, root, name, callbacks, total_trials(spec), say),
     )
@@ -236,7 +243,7 @@ def run(
         f"{spec.search.max_concurrent} at a time, {resources.cpu:g} CPU "
         f"{resources.gpu:g} GPU each -> {folder}"
     )
-    tuner = _search_tuner(spec, folder, list(callbacks), say)
+    tuner = search_tuner(spec, folder, list(callbacks), say)
     return _fit_and_finish(spec, folder, tuner, list(callbacks), say)
 
 
@@ -374,6 +381,7 @@ def _confirm(
                 num_samples=len(points),
                 max_concurrent_trials=search.max_concurrent,
                 trial_dirname_creator=trial_folder_name,
+                reuse_actors=True,
             ),
             run_config=_run_config(spec, folder, CONFIRM, callbacks, len(points), say),
         )

@@ -92,6 +92,7 @@ def _tracking_argument(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from dirsearch import sweep, tracking
 
+    sweep.quiet_driver()
     spec = _load(args.space, args.num_samples)
     _refuse_missing_data(spec)
     folder = sweep.new_folder(spec, args.storage, args.name)
@@ -107,6 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     from dirsearch import sweep, tracking
 
+    sweep.quiet_driver()
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
     spec = sweep.load_spec(folder)
     _refuse_missing_data(spec)

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,18 @@ def train_configuration(
     sweep = spec_from_dict(spec)
     torch.set_num_threads(max(1, math.floor(sweep.search.resources.cpu)))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one INFO line per checkpoint
-    workdir = Path.cwd()  # Ray runs each trial in its own working folder
+    # A folder of this call's own: Ray reuses worker processes (and their working folder) from
+    # trial to trial. Reported checkpoints are persisted by tune.report, so it goes at the end.
+    workdir = Path(tempfile.mkdtemp(prefix="dirsearch-trial-", dir=Path.cwd()))
+    try:
+        _train_in(sweep, overrides, repeats, evaluate_test, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_in(
+    sweep: SweepSpec, overrides: dict[str, Any], repeats: int, evaluate_test: bool, workdir: Path
+) -> None:
     seeds = seeds_of(sweep, overrides, repeats)
     configs = [sweep.trial_config(overrides, seed=seed) for seed in seeds]
     restored = _restore(workdir)
