@@ -338,11 +338,17 @@ class SweepTracker(LoggerCallback):
         }
         run = self.client.create_run(self.runs.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
+        # Mapped at once: a driver killed from here on leaves a run that resume reopens.
+        self.runs.trials[trial.trial_id] = run_id
+        self.runs.save(self.folder)
+        self._log_params(run_id, trial)
+
+    def _log_params(self, run_id: str, trial: Any) -> None:
+        """The resolved trial config (again after a resume: MLflow accepts identical values)."""
+        config = self.spec.trial_config(dict(trial.config))
         params = [Param(k, v) for k, v in flat_params(config.to_dict()).items()]
         for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
-        self.runs.trials[trial.trial_id] = run_id
-        self.runs.save(self.folder)
 
     def _reopen(self, trial: Any) -> None:
         """A trial restarted after a resume: same run, RUNNING again, no step logged twice."""
@@ -350,6 +356,7 @@ class SweepTracker(LoggerCallback):
 
         def reopen() -> None:
             self.client.update_run(run_id, status="RUNNING")
+            self._log_params(run_id, trial)  # the driver may have died before logging them
             history = self.client.get_metric_history(run_id, "train/loss")
             self._last_step[trial.trial_id] = max((m.step for m in history), default=0)
 

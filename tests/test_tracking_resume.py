@@ -1,0 +1,87 @@
+"""A SIGKILLed ``dirsearch run`` followed by ``dirsearch resume`` continues the same MLflow runs.
+
+The driver dies mid-sweep with its parent and child runs RUNNING and some epochs logged; the
+resumed sweep must reuse the parent and every child (one run per trial, no metric step logged
+twice, every epoch Ray recorded present) and end with nothing RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from sweep_helpers import TINY_SWEEP, cli, reported_epochs, write_space
+from trial_helpers import merged
+
+from dirsearch.leaderboard import read_trials
+from dirsearch.sweep import load_spec
+from dirsearch.tracking import RunMap, flat_params, trial_status
+
+
+def logged_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(metric.step for metric in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -> None:
+    space = write_space(
+        tmp_path, merged(TINY_SWEEP, {"train": {"epochs": 6}, "search": {"num_samples": 6}})
+    )
+    folder = tmp_path / "runs" / "killed"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default store: sqlite in the sweep folder
+    driver = subprocess.Popen(
+        cli("run", str(space), "--storage", str(tmp_path / "runs"), "--name", "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if sum(len(epochs) for epochs in reported_epochs(folder).values()) >= 5:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    runs = RunMap.load(str(folder))
+    assert runs is not None and runs.trials, "no child run was made before the kill"
+    client = MlflowClient(runs.tracking_uri)
+    assert client.get_run(runs.parent).info.status == "RUNNING"  # the crash left it open
+    time.sleep(3)  # Ray's reaper stops the orphaned workers
+    resumed = subprocess.run(
+        cli("resume", str(folder)), env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    after = RunMap.load(str(folder))
+    assert after.parent == runs.parent and after.tracking_uri == runs.tracking_uri
+    assert {k: after.trials[k] for k in runs.trials} == runs.trials  # no trial got a new run
+    records = {record.trial_id: record for record in read_trials(str(folder))}
+    everything = client.search_runs([runs.experiment_id])
+    assert len(everything) == len(records) + 1 == 7  # one parent, one child per trial
+    assert Counter(run.info.status for run in everything) == {"FINISHED": 7}
+    kids = [run for run in everything if run.info.run_id != runs.parent]
+    assert {run.data.tags["mlflow.parentRunId"] for run in kids} == {runs.parent}
+    assert sorted(run.data.tags["dirsearch.trial_id"] for run in kids) == sorted(records)
+    spec = load_spec(str(folder))
+    for run in kids:
+        record = records[run.data.tags["dirsearch.trial_id"]]
+        epochs = [int(row["epoch"]) for row in record.history]
+        for key in ("train/loss", "val/few/mae", "lr"):
+            assert logged_steps(client, run.info.run_id, key) == epochs, (key, record.number)
+        assert run.data.params == flat_params(spec.trial_config(record.overrides).to_dict())
+        status = trial_status(record.history[-1], record.errored, spec.epochs, asha=True)
+        assert run.data.tags["status"] == status
+    parent = client.get_run(runs.parent)
+    assert "test/few/mae" in parent.data.metrics
+    assert json.loads((folder / "mlflow_runs.json").read_text())["parent"] == runs.parent
