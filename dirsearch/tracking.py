@@ -442,6 +442,7 @@ class SweepTracker(LoggerCallback):
                         self.client.log_text(parent, text, name)
 
             self._submit(log_parent)
+            self._log_artifacts(result)
             if result.best is not None and result.best.trial_id in self.runs.trials:
                 best_run = self.runs.trials[result.best.trial_id]
                 self._submit(
@@ -449,6 +450,22 @@ class SweepTracker(LoggerCallback):
                         best_run, metrics=metrics, tags=[RunTag("dirsearch.best", "true")]
                     )
                 )
+
+    def _log_artifacts(self, result: FinalResult) -> None:
+        """Plots and the best model on the parent run. A failure here costs those files, not
+        the finished sweep: it is reported in one line."""
+        from dirsearch.sweep_artifacts import MODEL, PLOTS, write_sweep_artifacts
+
+        try:
+            files = write_sweep_artifacts(self.spec, result, self.folder)
+        except Exception as error:
+            _warn(f"plots and model not made ({type(error).__name__}: {str(error)[:200]})")
+            return
+        parent = self.runs.parent
+        self._submit(lambda: self.client.log_artifacts(parent, str(files.plots), PLOTS))
+        if files.model is not None:
+            model = str(files.model)
+            self._submit(lambda: self.client.log_artifacts(parent, model, MODEL))
 
     def close(self, status: str, wait_s: float = 60.0) -> None:
         """End the parent run (FINISHED, KILLED on Ctrl-C, FAILED on an error) after every

@@ -210,3 +210,60 @@ def _csv_rows(text: str | None) -> list[dict[str, str]]:
     import io
 
     return list(csv.DictReader(io.StringIO(text or "")))
+
+
+PLOT_FILES = {"label_density.png", "per_bin_test_mae.png", "best_so_far.png", "few_vs_all_mae.png"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (the first chunk after the signature)."""
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.slow
+def test_parent_holds_each_plot_as_a_readable_png(sweep, tmp_path):
+    folder, client, _ = sweep
+    runs = RunMap.load(folder)
+    listed = {Path(a.path).name for a in client.list_artifacts(runs.parent, "plots")}
+    assert listed == PLOT_FILES
+    local = Path(client.download_artifacts(runs.parent, "plots", str(tmp_path)))
+    for name in PLOT_FILES:
+        data = (local / name).read_bytes()
+        width, height = png_size(data)
+        assert 600 <= width <= 2000 and 350 <= height <= 1500, (name, width, height)
+        assert len(data) > 20_000, (name, len(data))  # drawn on, not a blank canvas
+        assert data == (Path(folder) / "plots" / name).read_bytes()  # the sweep folder's copy
+
+
+@pytest.mark.slow
+def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    import yaml
+
+    from dirsearch.config import trial_config_from_dict
+    from dirsearch.data.loading import load_data
+
+    folder, client, _ = sweep
+    runs = RunMap.load(folder)
+    local = Path(client.download_artifacts(runs.parent, "model", str(tmp_path)))
+    model = mlflow.pytorch.load_model(str(local))
+    config = trial_config_from_dict(
+        yaml.safe_load((local / "trial_config.yaml").read_text()), "trial_config.yaml", tmp_path
+    )
+    best = next(r for r in children(client, runs) if r.data.tags.get("dirsearch.best"))
+    record = next(
+        r for r in read_trials(folder) if r.trial_id == best.data.tags["dirsearch.trial_id"]
+    )
+    assert config == load_spec(folder).trial_config(record.overrides)
+    test = load_data(config.data).test
+    inputs, _ = test.dataset.__getitems__(list(range(len(test.dataset))))
+    with torch.no_grad():
+        preds = model(inputs).numpy()
+    mae = float(np.mean(np.abs(preds - test.targets)))
+    assert mae == pytest.approx(client.get_run(runs.parent).data.metrics["test/all/mae"], rel=1e-5)
+    assert "signature" in (local / "MLmodel").read_text()
+    assert (local / "input_example.json").is_file()
