@@ -12,6 +12,8 @@ from ray.tune import Callback
 from dirsearch.leaderboard import TrialRecord, trial_number
 from dirsearch.space import format_value
 
+FEW_SHOT_MAE = "val/few/mae"
+
 
 class SweepConsole(Callback):
     """Prints trial starts and ends; keeps the best objective seen so far."""
@@ -62,11 +64,13 @@ class SweepConsole(Callback):
             )
             if better:
                 self.best = (score, record.number)
-        few = (record.best(self.metric, self.mode) or {}).get("val/few/mae")
+        few = (record.best(self.metric, self.mode) or {}).get(FEW_SHOT_MAE)
         line = (
             f"[{self.ended}/{self.total}] trial {record.number} {record.status(self.max_epochs)}: "
-            f"{self.metric} {_number(score)}, val few-shot MAE {_number(few)}"
+            f"{self.metric} {_number(score)}"
         )
+        if self.metric != FEW_SHOT_MAE:  # the figure DIR is about, whatever the search optimises
+            line += f", {FEW_SHOT_MAE} {_number(few)}"
         if self.best:
             line += f"; best so far {self.best[0]:.3f} (trial {self.best[1]})"
         self.say(line)
