@@ -165,7 +165,12 @@ def _searcher(spec: SweepSpec) -> Any:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         # group=True models each conditional sub-space (FDS on / off, ...) separately.
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=search.searcher.startup_trials,
+            multivariate=True,
+            group=True,
+        )
     return TruthfulOptunaSearch(
         spec.space(),
         metric=search.metric,

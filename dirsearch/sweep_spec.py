@@ -63,6 +63,8 @@ class SearcherSettings:
     name: str = field(default="optuna", metadata=choices(*SEARCHERS))
     seed: int = 0
     """Seeds Optuna's sampler (TPE or random), so a search is reproducible."""
+    startup_trials: int = 10
+    """optuna: trials sampled at random before TPE models the results (Optuna's default 10)."""
 
 
 @dataclass(frozen=True)
@@ -476,6 +478,8 @@ def _check_search(
     for key, value in positive.items():
         if value < 1:
             reader.problem(key, f"must be >= 1, got {value}")
+    if search.searcher.startup_trials < 1:
+        reader.problem("search.searcher.startup_trials", "must be >= 1")
     if search.confirm.top_k < 0 or search.max_failures < 0:
         reader.problem("search", "confirm.top_k and max_failures must be >= 0")
     resources = search.resources
