@@ -199,6 +199,10 @@ BROKEN = [
     ),
     ({"experiment": "my sweep"}, ["experiment: must be a name of letters, digits,"]),
     (
+        {"search": {"searcher": {"name": "optuna", "startup_trials": 0}}},
+        ["search.searcher.startup_trials: must be >= 1"],
+    ),
+    (
         {"train": {"epochs": 4, "batch_size": 1, "optimiser": "sgd"}},
         [
             "train.optimiser: unknown key (did you mean 'optimizer'?);",
