@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from dirsearch.errors import ConfigError
-
-EXIT_INTERRUPTED = 130
+from dirsearch.train_command import EXIT_INTERRUPTED
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
