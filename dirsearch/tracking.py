@@ -336,12 +336,12 @@ class SweepTracker(LoggerCallback):
             "seed": ",".join(map(str, seeds)),
             "status": "running",
         }
-        run = self.client.create_run(self.runs.experiment_id, run_name=name, tags=tags)
-        run_id = run.info.run_id
-        # Mapped at once: a driver killed from here on leaves a run that resume reopens.
-        self.runs.trials[trial.trial_id] = run_id
-        self.runs.save(self.folder)
-        self._log_params(run_id, trial)
+        if trial.trial_id not in self.runs.trials:  # a retry after the store went away
+            run = self.client.create_run(self.runs.experiment_id, run_name=name, tags=tags)
+            # Mapped at once: a driver killed from here on leaves a run that resume reopens.
+            self.runs.trials[trial.trial_id] = run.info.run_id
+            self.runs.save(self.folder)
+        self._log_params(self.runs.trials[trial.trial_id], trial)
 
     def _log_params(self, run_id: str, trial: Any) -> None:
         """The resolved trial config (again after a resume: MLflow accepts identical values)."""
