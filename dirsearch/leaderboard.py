@@ -9,9 +9,11 @@ systems, so the same code serves a local folder, a shared path or an object stor
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import math
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,16 +132,47 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         params = read_text(f"{folder}/params.json")
         results = read_text(f"{folder}/result.json") or ""
         number, trial_id = parse_folder_name(info.base_name)
+        history = retried_last([json.loads(line) for line in results.splitlines() if line.strip()])
         records.append(
             TrialRecord(
                 number=number,
                 trial_id=trial_id,
                 overrides=json.loads(params) if params else {},
-                history=[json.loads(line) for line in results.splitlines() if line.strip()],
-                errored=read_text(f"{folder}/error.txt") is not None,
+                history=history,
+                errored=failed_last(read_text(f"{folder}/error.txt"), history),
             )
         )
     return sorted(records, key=lambda record: record.number)
+
+
+def retried_last(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each report once. A trial whose node was lost restarts from its last checkpoint Ray
+    registered, which can be older than its last result: Ray records the re-run reports again
+    (same ``training_iteration``), and the re-run is the one the training went on from."""
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        iteration = row.get("training_iteration")
+        while kept and iteration is not None and kept[-1].get("training_iteration", 0) >= iteration:
+            kept.pop()
+        kept.append(row)
+    return kept
+
+
+FAILURE = re.compile(r"^Failure # \d+ \(occurred at (\S+)\)", re.MULTILINE)
+"""How Ray Tune starts each failure in a trial's error.txt (local time, to the second)."""
+
+
+def failed_last(error_text: str | None, history: list[dict[str, Any]]) -> bool:
+    """Whether the trial ended in an error. Tune keeps error.txt when a retry succeeds (the
+    trial's node was lost, say): a result reported after the last failure means it recovered."""
+    if error_text is None:
+        return False
+    failures = FAILURE.findall(error_text)
+    last = history[-1].get("timestamp") if history else None
+    if not failures or not isinstance(last, int | float):
+        return True
+    failed_at = datetime.datetime.strptime(failures[-1], "%Y-%m-%d_%H-%M-%S").timestamp()
+    return last <= failed_at
 
 
 def ranked(records: Iterable[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:

@@ -94,6 +94,11 @@ def new_folder(spec: SweepSpec, storage: str | None, name: str | None) -> str:
     """``<storage>/<name>``: storage absolute (Ray requires it) or a URI; the name defaults to
     ``<experiment>-<date-time>``."""
     root = storage or "runs"
+    if "?" in root:  # the sweep folder is <storage>/<name>: a query would end up in the middle
+        raise ConfigError(
+            f"--storage {root}: query parameters are not supported; give the endpoint of an "
+            f"S3-compatible store as AWS_ENDPOINT_URL (on every node) and --storage s3://bucket/path"
+        )
     if "://" not in root:
         root = str(Path(root).expanduser().resolve())
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
