@@ -115,6 +115,10 @@ def store_of(folder: str | None, uri: str | None) -> tuple[str, str | None, str 
     return runs.tracking_uri, runs.experiment_id, runs.parent
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def ui_command(args: argparse.Namespace) -> int:
     backend, experiment, parent = store_of(args.folder, args.tracking_uri)
     if backend.startswith(("http://", "https://")):
@@ -123,10 +127,15 @@ def ui_command(args: argparse.Namespace) -> int:
         return 0
     port = args.port or free_port()
     url = f"http://{HOST}:{port}"
+    # The server leads its own process group, so only we can stop it: SIGTERM and SIGINT (even
+    # where a shell started us with SIGINT ignored) end the wait below like Ctrl-C.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _interrupt)
     process = start_server(backend, port)
     try:
         wait_ready(process, url)
-        page = f"{url}/#/experiments/{experiment}" if experiment else url
+        # The runs table: MLflow 3's default experiment page is the GenAI overview.
+        page = f"{url}/#/experiments/{experiment}/runs" if experiment else url
         print(f"MLflow UI: {page}\n(Ctrl-C stops the server)", flush=True)
         process.wait()
     except KeyboardInterrupt:

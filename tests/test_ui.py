@@ -88,7 +88,7 @@ def test_ui_serves_the_sweep_store_and_stops_on_ctrl_c(
         lines = lines_of(ui)
         printed = lines.get(timeout=240)
         url = f"http://{HOST}:{port}"
-        assert printed == f"MLflow UI: {url}/#/experiments/{runs.experiment_id}"
+        assert printed == f"MLflow UI: {url}/#/experiments/{runs.experiment_id}/runs"
         experiment = get_json(
             f"{url}/api/2.0/mlflow/experiments/get?experiment_id={runs.experiment_id}"
         )
