@@ -4,7 +4,7 @@ Every method trains the same model with the same budget (the default example con
 ``imbalance`` section changes) for several seeds; the test split's MAE per shot region is printed
 as mean +- std. Two more rows vary FDS: statistics collected during the training pass instead
 of an extra pass (time saving vs effect on few-shot MAE), and FDS started only half-way through
-training, once the features have settled.
+training, once the features have settled. One row adds RankSim (paper defaults) to SQINV+LDS.
 
     python bench/dir_effect.py                 # 3 seeds, the example config (~30 min, 2 cores)
     python bench/dir_effect.py --seeds 0 --epochs 2 --scale 0.2   # a quick look
@@ -30,7 +30,9 @@ REGIONS = ("all", "many", "medium", "few")
 
 def method_configs(base: TrialConfig) -> dict[str, TrialConfig]:
     """The compared methods: only the imbalance section differs from ``base``."""
-    imbalance = base.imbalance
+    # RankSim only where a row asks for it, whatever the base config says.
+    ranksim_off = dataclasses.replace(base.imbalance.ranksim, enabled=False)
+    imbalance = dataclasses.replace(base.imbalance, ranksim=ranksim_off)
     half_way = max(base.train.epochs // 2, 1)
     off = dataclasses.replace(imbalance.lds, enabled=False)
     fds_off = dataclasses.replace(imbalance.fds, enabled=False)
@@ -51,6 +53,14 @@ def method_configs(base: TrialConfig) -> dict[str, TrialConfig]:
             reweight="sqrt_inv",
             lds=lds_on,
             fds=dataclasses.replace(fds_on, statistics="in_pass"),
+        ),
+        # RankSim (paper defaults gamma 100, lambda 2) on top of the re-weighting, without FDS.
+        "SQINV+LDS+RankSim": dataclasses.replace(
+            imbalance,
+            reweight="sqrt_inv",
+            lds=lds_on,
+            fds=fds_off,
+            ranksim=dataclasses.replace(ranksim_off, enabled=True),
         ),
         # FDS statistics only from mid-training on, once the features have settled.
         "SQINV+LDS+FDS late": dataclasses.replace(
