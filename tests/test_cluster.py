@@ -32,9 +32,11 @@ WORKER_IP = "127.0.0.2"
 SLOWER: dict[str, Any] = merged(
     TINY_SWEEP,
     {
-        # Trials of a few seconds: sub-second ones all go to the first reused actor.
-        "data": {"scale": 0.2},
-        "train": {"epochs": 8},
+        # Epochs of about 1.5 s: sub-second trials all go to the first (reused) trial actor
+        # before a second node has started its worker, and finish before a kill lands.
+        "data": {"scale": 1.0},
+        "model": {"mlp_hidden": [256, 256]},
+        "train": {"epochs": 6, "batch_size": 16},
         "search": {"num_samples": 4, "scheduler": {"name": "fifo"}},
     },
 )
@@ -98,7 +100,7 @@ def test_a_lost_node_s_trial_continues_from_its_checkpoint_on_another_node(
 ) -> None:
     cluster.start_head(cpus=0)  # the coordinator runs no trials, as in jobs/
     worker = cluster.add_worker(WORKER_IP, cpus=1)
-    epochs = 12
+    epochs = 10
     spec = merged(SLOWER, {"train": {"epochs": epochs}, "search": {"num_samples": 2}})
     driver = run_sweep(cluster, write_space(tmp_path, spec), tmp_path / "runs")
     folder = tmp_path / "runs" / "sweep"
