@@ -45,8 +45,13 @@ class TruthfulOptunaSearch(OptunaSearch):
         )
         self.max_epochs = max_epochs
         self.best_values: dict[str, float] = {}
+        self.last_steps: dict[str, int] = {}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        step = int(result.get("training_iteration", 0))
+        if step <= self.last_steps.get(trial_id, 0):
+            return  # already recorded (a last result that reached on_trial_complete too)
+        self.last_steps[trial_id] = step
         value = result.get(self.metric)
         if isinstance(value, int | float) and math.isfinite(value):
             previous = self.best_values.get(trial_id)
