@@ -257,6 +257,10 @@ def run(
     return _fit_and_finish(spec, folder, tuner, list(callbacks), say)
 
 
+def holds_sweep(folder: str) -> bool:
+    return read_text(f"{folder.rstrip('/')}/{SPEC_FILE}") is not None
+
+
 def load_spec(folder: str) -> SweepSpec:
     text = read_text(f"{folder.rstrip('/')}/{SPEC_FILE}")
     if text is None:

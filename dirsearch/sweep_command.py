@@ -95,6 +95,11 @@ def run_command(args: argparse.Namespace) -> int:
     spec = _load(args.space, args.num_samples)
     _refuse_missing_data(spec)
     folder = sweep.new_folder(spec, args.storage, args.name)
+    if sweep.holds_sweep(folder):
+        raise ConfigError(
+            f"{folder}: already holds a sweep; continue it with `dirsearch resume {folder}` or "
+            f"start a new one with another --name"
+        )
     # Before Ray starts: an unreachable tracking server is a one-line error, not a lost sweep.
     tracking.start_sweep_runs(spec, folder, tracking.tracking_uri(folder, args.tracking_uri))
     tracker = tracking.SweepTracker(spec, folder)

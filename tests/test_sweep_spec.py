@@ -376,3 +376,20 @@ def test_imdb_without_its_data_fails_at_once_saying_how_to_get_it(tmp_path: Path
     assert result.returncode == 2, result.stderr
     assert "data.csv" in result.stderr and "dirsearch data prepare imdb-wiki" in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_run_into_a_folder_that_holds_a_sweep_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `run` with the same --name would start over on top of the first sweep."""
+    folder = tmp_path / "runs" / "first"
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text("{}")
+    space = write(tmp_path, TINY)
+    arguments = ["run", str(space), "--storage", str(tmp_path / "runs"), "--name", "first"]
+    assert main(arguments) == 2
+    assert capsys.readouterr().err == (
+        f"dirsearch: error: {folder}: already holds a sweep; continue it with "
+        f"`dirsearch resume {folder}` or start a new one with another --name\n"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json"]
