@@ -158,6 +158,10 @@ def scale(args: argparse.Namespace, work: Path) -> None:
         f"{len(results)} no-op trials x up to {args.epochs} reports, Optuna TPE + ASHA, "
         "2 at a time:"
     )
+    reports = sum(
+        len(result.metrics_dataframe) for result in results if result.metrics_dataframe is not None
+    )
+    print(f"  {results.num_terminated} finished, {results.num_errors} errored, {reports} reports")
     print(f"  {seconds:.0f} s in all, {seconds / len(results):.3f} s per trial")
     print(f"  driver peak RSS {rss_gib:.2f} GiB")
 
