@@ -318,7 +318,7 @@ class SweepTracker(LoggerCallback):
                 self._submit(lambda: self._create_child(trial))
 
     def _create_child(self, trial: Any) -> None:
-        phase = "confirm" if trial.experiment_dir_name == CONFIRM else "search"
+        phase = _phase(trial)
         config = self.spec.trial_config(dict(trial.config))
         overrides = ", ".join(
             f"{key.split('.', 1)[-1]}={format_value(value)}" for key, value in trial.config.items()
@@ -406,7 +406,28 @@ class SweepTracker(LoggerCallback):
                 ):
                     run_id = self.runs.trials[trial.trial_id]
                     self._submit(lambda run_id=run_id: self.client.set_terminated(run_id, "KILLED"))
+            if trials:
+                known = {trial.trial_id for trial in trials}
+                phase = _phase(trials[0])
+                self._submit(lambda: self._drop_ghosts(known, phase))
             self.flush(wait_s=self.retry_s * 6)
+
+    def _drop_ghosts(self, known: set[str], phase: str) -> None:
+        """A trial the killed driver started after Ray's last experiment-state save is unknown
+        to the resumed sweep: Ray discards its results and runs another trial in its place. Its
+        run would stand as a duplicate of that trial, so it is deleted (MLflow keeps deleted
+        runs restorable)."""
+        children = self.client.search_runs(
+            [self.runs.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.runs.parent}' "
+            f"and tags.`dirsearch.phase` = '{phase}'",
+        )
+        for run in children:
+            trial_id = run.data.tags.get("dirsearch.trial_id")
+            if trial_id not in known:
+                self.client.delete_run(run.info.run_id)
+                self.runs.trials.pop(trial_id, None)
+        self.runs.save(self.folder)
 
     # The end of the sweep (called by sweep.finish and the command, not by Tune) ------------
 
@@ -503,6 +524,10 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.tracker.driver_seconds += time.perf_counter() - self.start
+
+
+def _phase(trial: Any) -> str:
+    return "confirm" if trial.experiment_dir_name == CONFIRM else "search"
 
 
 def _warn(line: str) -> None:

@@ -233,7 +233,7 @@ def test_parent_holds_each_plot_as_a_readable_png(sweep, tmp_path):
         data = (local / name).read_bytes()
         width, height = png_size(data)
         assert 600 <= width <= 2000 and 350 <= height <= 1500, (name, width, height)
-        assert len(data) > 20_000, (name, len(data))  # drawn on, not a blank canvas
+        assert len(data) > 15_000, (name, len(data))  # drawn on: empty axes are ~10 KB
         assert data == (Path(folder) / "plots" / name).read_bytes()  # the sweep folder's copy
 
 

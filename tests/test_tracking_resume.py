@@ -65,8 +65,11 @@ def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -
 
     after = RunMap.load(str(folder))
     assert after.parent == runs.parent and after.tracking_uri == runs.tracking_uri
-    assert {k: after.trials[k] for k in runs.trials} == runs.trials  # no trial got a new run
-    records = {record.trial_id: record for record in read_trials(str(folder))}
+    # No trial got a new run (a ghost trial's run is dropped, see below).
+    assert all(after.trials[k] == v for k, v in runs.trials.items() if k in after.trials)
+    # A trial the driver started after Ray's last state save is lost to the resumed sweep
+    # (it runs another in its place): only trials with results count.
+    records = {r.trial_id: r for r in read_trials(str(folder)) if r.history}
     everything = client.search_runs([runs.experiment_id])
     assert len(everything) == len(records) + 1 == 7  # one parent, one child per trial
     assert Counter(run.info.status for run in everything) == {"FINISHED": 7}
