@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    sweep.quiet_driver()
+    sweep.configure_driver()
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False)
     with tempfile.TemporaryDirectory() as folder:
         {"overhead": overhead, "asha": asha, "tpe": tpe, "scale": scale}[args.experiment](

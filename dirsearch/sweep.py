@@ -124,10 +124,13 @@ def start_ray(address: str | None) -> None:
     )
 
 
-def quiet_driver() -> None:
-    """The console shows our one line per trial: Ray's tables and banners, Optuna's and MLflow's
-    INFO lines and Optuna's experimental-feature warning stay off (environment variables the
-    user set win)."""
+def configure_driver() -> None:
+    """Driver-side settings (environment variables the user set win). The experiment state is
+    saved at least every second, so a driver killed between two saves loses at most the trials
+    it started in that second (Ray's adaptive default can wait much longer). The console shows
+    our one line per trial: Ray's tables and banners, Optuna's and MLflow's INFO lines and
+    Optuna's experimental-feature warning stay off."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     # Checkpointing every epoch of short trials is the point here, not a bottleneck to warn of.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables, no banners
@@ -244,7 +247,7 @@ def run(
     say: Say = print_line,
 ) -> SweepOutcome:
     """Start a sweep in ``folder`` (Ray must be running); returns when it ends or stops."""
-    quiet_driver()
+    configure_driver()
     write_text(f"{folder}/{SPEC_FILE}", json.dumps(spec.to_dict(), indent=2))
     write_text(f"{folder}/space.yaml", space_text)
     resources = spec.search.resources
@@ -274,7 +277,7 @@ def load_spec(folder: str) -> SweepSpec:
 def resume(folder: str, *, callbacks: Callbacks = (), say: Say = print_line) -> SweepOutcome:
     """Continue a sweep whose driver stopped: finished trials stay, running ones continue from
     their checkpoints, and Optuna's and ASHA's state come back from Ray's experiment state."""
-    quiet_driver()
+    configure_driver()
     folder = folder.rstrip("/")
     spec = load_spec(folder)
     if not tune.Tuner.can_restore(folder):
@@ -311,7 +314,9 @@ def finish(
 ) -> SweepOutcome:
     """Leaderboard, then the winner on the balanced test split (or the confirm phase)."""
     search = spec.search
-    records = read_trials(folder)
+    # Only the trials of Ray's experiment: a driver killed before Ray saved its state leaves
+    # folders of trials that the resumed sweep ran again under new ids.
+    records = [record for record in read_trials(folder) if record.trial_id in checkpoints]
     rows = leaderboard_rows(records, search.metric, search.mode, spec.epochs)
     write_text(f"{folder}/leaderboard.md", markdown(rows) + "\n")
     write_text(f"{folder}/leaderboard.csv", csv_text(rows))

@@ -91,7 +91,7 @@ def _tracking_argument(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from dirsearch import sweep, tracking
 
-    sweep.quiet_driver()
+    sweep.configure_driver()
     spec = _load(args.space, args.num_samples)
     _refuse_missing_data(spec)
     folder = sweep.new_folder(spec, args.storage, args.name)
@@ -112,7 +112,7 @@ def run_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     from dirsearch import sweep, tracking
 
-    sweep.quiet_driver()
+    sweep.configure_driver()
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
     spec = sweep.load_spec(folder)
     _refuse_missing_data(spec)

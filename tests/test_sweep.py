@@ -1,22 +1,18 @@
 """Sweeps end to end on a real local Ray with real Optuna: ASHA stops trials and Optuna hears
 PRUNED, conditions hold in every trial, a diverging trial does not stall the study, repeats
-and confirm train the seeds they promise, report reads the folder, and a SIGKILLed driver's
-sweep resumes with every trial exactly once."""
+and confirm train the seeds they promise, and report reads the folder. (A SIGKILLed driver's
+sweep resuming with every trial once: tests/test_tracking_resume.py.)"""
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import TINY_SWEEP, cli, local_ray, reported_epochs, write_space
+from sweep_helpers import TINY_SWEEP, local_ray, write_space
 from trial_helpers import merged
 
 from dirsearch import sweep
@@ -167,41 +163,3 @@ def test_grid_runs_each_point_once(tmp_path: Path) -> None:
     records = read_trials(outcome.folder)
     assert sorted(r.overrides["imbalance.reweight"] for r in records) == ["none", "sqrt_inv"]
     assert all(r.epochs == 4 for r in records)
-
-
-def test_sigkilled_driver_resumes_with_every_trial_exactly_once(tmp_path: Path) -> None:
-    space = write_space(
-        tmp_path,
-        merged(TINY_SWEEP, {"train": {"epochs": 6}, "search": {"num_samples": 6}}),
-    )
-    folder = tmp_path / "runs" / "killed"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    driver = subprocess.Popen(
-        cli("run", str(space), "--storage", str(tmp_path / "runs"), "--name", "killed"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            if sum(len(epochs) for epochs in reported_epochs(folder).values()) >= 5:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-    before = reported_epochs(folder)
-    time.sleep(3)  # Ray's reaper stops the orphaned workers
-    resumed = subprocess.run(
-        cli("resume", str(folder)), env=env, capture_output=True, text=True, timeout=600
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    after = reported_epochs(folder)
-    assert len(after) == 6  # six trials, no trial started twice
-    for name, epochs in after.items():
-        assert epochs == list(range(1, len(epochs) + 1)), (name, epochs)  # no epoch twice
-        assert epochs[: len(before.get(name, []))] == before.get(name, [])
-    assert "dirsearch report" in resumed.stdout
-    assert (folder / "results.md").is_file()

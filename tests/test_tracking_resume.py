@@ -53,6 +53,7 @@ def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+    before = reported_epochs(folder)
     runs = RunMap.load(str(folder))
     assert runs is not None and runs.trials, "no child run was made before the kill"
     client = MlflowClient(runs.tracking_uri)
@@ -87,4 +88,14 @@ def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -
         assert run.data.tags["status"] == status
     parent = client.get_run(runs.parent)
     assert "test/few/mae" in parent.data.metrics
+    # Finished trials are kept as they were and running ones continue. An epoch reported after
+    # Ray's last state save is trained again from the checkpoint before it (Ray's result.json
+    # then holds it twice); the sweep's record of every trial has each epoch once.
+    once = {f"trial_{r.number:04d}_{r.trial_id}": r for r in read_trials(str(folder))}
+    for name, epochs in reported_epochs(folder).items():
+        assert [int(row["epoch"]) for row in once[name].history] == sorted(set(epochs))
+        assert sorted(set(epochs)) == list(range(1, max(epochs) + 1)), (name, epochs)
+        finished_before = len(before.get(name, [])) == spec.epochs
+        assert not finished_before or epochs == before[name], (name, epochs)
+    assert "dirsearch report" in resumed.stdout and (folder / "results.md").is_file()
     assert json.loads((folder / "mlflow_runs.json").read_text())["parent"] == runs.parent
