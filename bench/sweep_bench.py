@@ -120,7 +120,7 @@ def tpe(args: argparse.Namespace, work: Path) -> None:
     curves: dict[str, list[list[float]]] = {"optuna": [], "random": []}
     for seed in args.search_seeds:
         for name in curves:
-            searcher = SearcherSettings(name=name, seed=seed)
+            searcher = dataclasses.replace(spec.search.searcher, name=name, seed=seed)
             _, records, _ = run_sweep(with_search(spec, searcher=searcher), work / f"{name}{seed}")
             scores = [
                 r.score(spec.search.metric, "min") for r in sorted(records, key=lambda r: r.number)
