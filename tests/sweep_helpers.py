@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,18 @@ def reported_epochs(folder: Path) -> dict[str, list[int]]:
         for trial in sorted(folder.glob("trial_*"))
         if (trial / "result.json").is_file()
     }
+
+
+def kill_when(driver: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
+    """SIGKILL ``driver`` as soon as ``ready()`` holds (a driver crash mid-sweep); it is killed
+    whatever happens, so a failing test leaves no sweep running behind it."""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and driver.poll() is None:
+            if ready():
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()

@@ -21,7 +21,7 @@ import pytest
 from cluster_helpers import LocalCluster, free_port
 from mlflow.tracking import MlflowClient
 from pyarrow import fs as pafs
-from sweep_helpers import TINY_SWEEP, cli, write_space
+from sweep_helpers import TINY_SWEEP, cli, kill_when, write_space
 from trial_helpers import merged
 
 from dirsearch.leaderboard import read_trials
@@ -212,16 +212,7 @@ def test_an_object_store_sweep_resumes_after_the_driver_is_killed(s3: str, tmp_p
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = cli("run", str(space), "--storage", f"{s3}/runs", "--name", "killed")
     driver = subprocess.Popen([*run, "--tracking-uri", tracking], env=env)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and driver.poll() is None:
-            if sum(r.epochs for r in read_trials(folder)) >= 5:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    kill_when(driver, lambda: sum(r.epochs for r in read_trials(folder)) >= 5, timeout=300)
     before = {r.trial_id: r.history for r in read_trials(folder)}
     time.sleep(3)  # Ray's reaper stops the orphaned workers
     resumed = subprocess.run(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sweep_helpers import TINY_SWEEP, cli, reported_epochs, write_space
+from sweep_helpers import TINY_SWEEP, cli, kill_when, reported_epochs, write_space
 from trial_helpers import merged
 
 from dirsearch.leaderboard import read_trials
@@ -43,16 +42,7 @@ def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            if sum(len(epochs) for epochs in reported_epochs(folder).values()) >= 5:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    kill_when(driver, lambda: sum(map(len, reported_epochs(folder).values())) >= 5, timeout=240)
     before = reported_epochs(folder)
     runs = RunMap.load(str(folder))
     assert runs is not None and runs.trials, "no child run was made before the kill"
