@@ -223,14 +223,15 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists): for YAML dumps, checkpoints and trackers."""
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """Nested dicts with lists for tuples: what YAML, JSON and checkpoints hold."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain_data(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [plain_data(item) for item in value]
     return value
 
 

@@ -22,6 +22,7 @@ from dirsearch.config import (
     ConfigLoader,
     TrialConfig,
     choices,
+    plain_data,
     read_yaml,
     trial_config_from_dict,
     unknown_key_message,
@@ -129,15 +130,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for the sweep folder), read back by ``spec_from_dict``."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+        return plain_data(dataclasses.asdict(self))
 
 
 def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
