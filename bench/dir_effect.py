@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dirsearch.config import TrialConfig, load_trial_config
-from dirsearch.trainer import run_trial
+from dirsearch.config.trial import TrialConfig, load_trial_config
+from dirsearch.train.trainer import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "search_spaces" / "synthetic.yaml"

@@ -27,11 +27,11 @@ import ray
 import torch
 from ray import tune
 
-from dirsearch import sweep
-from dirsearch.leaderboard import read_trials
-from dirsearch.space import with_overrides
-from dirsearch.sweep_spec import SchedulerSettings, SearcherSettings, SweepSpec, load_sweep_spec
-from dirsearch.trainer import run_trial
+from dirsearch.sweep.dimensions import with_overrides
+from dirsearch.sweep.records import read_trials
+from dirsearch.sweep.spec import SchedulerSettings, SearcherSettings, SweepSpec, load_sweep_spec
+from dirsearch.train.trainer import run_trial
+from dirsearch.tune import runner as sweep
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 

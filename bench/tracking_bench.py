@@ -23,10 +23,11 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sweep_helpers import TINY_SWEEP, local_ray, write_space
 
-from dirsearch import sweep, tracking
-from dirsearch.leaderboard import read_trials
-from dirsearch.sweep_spec import load_sweep_spec
-from dirsearch.ui_command import free_port, start_server, stop_server, wait_ready
+from dirsearch.cli.ui_verb import free_port, start_server, stop_server, wait_ready
+from dirsearch.sweep.records import read_trials
+from dirsearch.sweep.spec import load_sweep_spec
+from dirsearch.tracking import tracker as tracking
+from dirsearch.tune import runner as sweep
 
 REQUEST = re.compile(r'"(?:GET|POST|PATCH|DELETE|PUT) (/[^ ?"]*)')
 HOOKS = ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error")

@@ -66,7 +66,7 @@ def local_ray() -> Iterator[None]:
 
 def cli(*arguments: str) -> list[str]:
     """The command line of ``dirsearch ARGUMENTS`` as a subprocess of this interpreter."""
-    return [sys.executable, "-m", "dirsearch.cli", *arguments]
+    return [sys.executable, "-m", "dirsearch", *arguments]
 
 
 def reported_epochs(folder: Path) -> dict[str, list[int]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsearch.cli import main
+from dirsearch.cli.main import main
 from dirsearch.data.prepare import AGEDB_CAP, IMDB_WIKI_CAP
 from dirsearch.data.tabular import load_tabular
 
@@ -163,7 +163,7 @@ def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     source = tmp_path / "labels.csv"
     source.write_text("file,age\na.png,3\nb.png,3\nc.png,three\n")
     out = tmp_path / "split.csv"
-    command = [sys.executable, "-m", "dirsearch.cli", "data", "split", str(source)]
+    command = [sys.executable, "-m", "dirsearch", "data", "split", str(source)]
     result = subprocess.run(
         [*command, "--target", "age", "--out", str(out)],
         capture_output=True,
@@ -190,7 +190,7 @@ def test_prepare_help_states_the_caps_prepare_uses(capsys: pytest.CaptureFixture
 def test_parsing_imports_no_heavy_modules() -> None:
     # Usage errors and --help must not wait for torch/scipy to import.
     code = (
-        "import argparse, sys; from dirsearch.data.cli import add_data_commands; "
+        "import argparse, sys; from dirsearch.cli.data_verbs import add_data_commands; "
         "parser = argparse.ArgumentParser(); add_data_commands(parser.add_subparsers()); "
         "parser.parse_args(['data', 'split', 'a.csv', '--target', 't', '--out', 'b.csv']); "
         "print(sorted({'torch', 'scipy', 'numpy'} & set(sys.modules)))"

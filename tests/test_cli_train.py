@@ -23,10 +23,10 @@ import yaml
 from PIL import Image
 from trial_helpers import TABULAR, merged, nested_stable, stable
 
-from dirsearch.cli import main
-from dirsearch.config import load_trial_config
-from dirsearch.results import result_table
-from dirsearch.trainer import evaluate_checkpoint
+from dirsearch.cli.main import main
+from dirsearch.config.trial import load_trial_config
+from dirsearch.sweep.tables import result_table
+from dirsearch.train.trainer import evaluate_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sweep_helpers import TINY_SWEEP, write_space
 
-from dirsearch.cli import main
-from dirsearch.leaderboard import read_trials
+from dirsearch.cli.main import main
+from dirsearch.sweep.records import read_trials
 
 STAMP = "%Y-%m-%d_%H-%M-%S"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dirsearch.config import (
+from dirsearch.config.trial import (
     FDSConfig,
     LossConfig,
     ScheduleConfig,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dirsearch.leaderboard import read_trials
-from dirsearch.sweep_spec import load_sweep_spec
+from dirsearch.sweep.records import read_trials
+from dirsearch.sweep.spec import load_sweep_spec
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 VANILLA_FEW_MAE = 10.0
@@ -23,7 +23,7 @@ MAE 10.97, 10.38 and 10.48 with seeds 0, 1, 2; the demo's winner reached 7.33.""
 def test_demo_sweep_stops_weak_trials_and_ends_with_the_test_table(tmp_path: Path) -> None:
     spec = load_sweep_spec(DEMO)
     result = subprocess.run(
-        [sys.executable, "-m", "dirsearch.cli", "run", str(DEMO), "--storage", str(tmp_path)],
+        [sys.executable, "-m", "dirsearch", "run", str(DEMO), "--storage", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=1800,

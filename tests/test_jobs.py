@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dirsearch.cli import build_parser
-from dirsearch.sweep_spec import load_sweep_spec
+from dirsearch.cli.main import build_parser
+from dirsearch.sweep.spec import load_sweep_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "jobs"

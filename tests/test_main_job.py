@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsearch.cli import main
+from dirsearch.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "search_spaces" / "synthetic.yaml"
 

@@ -7,9 +7,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dirsearch.leaderboard import DIVERGED_SENTINEL
-from dirsearch.optuna_searcher import TruthfulOptunaSearch
-from dirsearch.space import Dimension, SearchSpace
+from dirsearch.sweep.dimensions import Dimension, SearchSpace
+from dirsearch.sweep.records import DIVERGED_SENTINEL
+from dirsearch.tune.search.optuna_searcher import TruthfulOptunaSearch
 
 EPOCHS = 4
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import math
 
-from dirsearch.progress import EpochProgress
-from dirsearch.results import format_value, result_table
+from dirsearch.sweep.tables import format_value, result_table
+from dirsearch.train.progress import EpochProgress
 
 
 class Terminal(io.StringIO):

@@ -15,10 +15,10 @@ from optuna.trial import TrialState
 from sweep_helpers import TINY_SWEEP, local_ray, write_space
 from trial_helpers import merged
 
-from dirsearch import sweep
-from dirsearch.cli import main
-from dirsearch.leaderboard import DIVERGED_SENTINEL, read_trials
-from dirsearch.sweep_spec import load_sweep_spec
+from dirsearch.cli.main import main
+from dirsearch.sweep.records import DIVERGED_SENTINEL, read_trials
+from dirsearch.sweep.spec import load_sweep_spec
+from dirsearch.tune import runner as sweep
 
 pytestmark = pytest.mark.slow
 

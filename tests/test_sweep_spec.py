@@ -12,10 +12,10 @@ import optuna
 import pytest
 import yaml
 
-from dirsearch.cli import main
+from dirsearch.cli.main import main
 from dirsearch.errors import ConfigError
-from dirsearch.space import get_path
-from dirsearch.sweep_spec import environment_problems, load_sweep_spec, spec_from_dict
+from dirsearch.sweep.dimensions import get_path
+from dirsearch.sweep.spec import environment_problems, load_sweep_spec, spec_from_dict
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 TINY: dict[str, Any] = {
@@ -367,7 +367,7 @@ def test_demo_needs_nothing_from_this_machine() -> None:
 def test_imdb_without_its_data_fails_at_once_saying_how_to_get_it(tmp_path: Path) -> None:
     (imdb,) = [path for path in SHIPPED if path.name == "imdb.yaml"]
     result = subprocess.run(
-        [sys.executable, "-m", "dirsearch.cli", "run", str(imdb), "--storage", str(tmp_path)],
+        [sys.executable, "-m", "dirsearch", "run", str(imdb), "--storage", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,12 +16,12 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-from dirsearch.cli import main
-from dirsearch.config import TrialConfig
-from dirsearch.leaderboard import read_text, read_trials
-from dirsearch.sweep import load_spec
-from dirsearch.tracking import RUN_MAP_FILE, RunMap, flat_params, trial_status
-from dirsearch.ui_command import free_port, start_server, stop_server, wait_ready
+from dirsearch.cli.main import main
+from dirsearch.cli.ui_verb import free_port, start_server, stop_server, wait_ready
+from dirsearch.config.trial import TrialConfig
+from dirsearch.sweep.records import read_text, read_trials
+from dirsearch.tracking.tracker import RUN_MAP_FILE, RunMap, flat_params, trial_status
+from dirsearch.tune.runner import load_spec
 
 TINY_SPACE = """\
 experiment: tiny
@@ -244,8 +244,8 @@ def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
     import torch
     import yaml
 
-    from dirsearch.config import trial_config_from_dict
-    from dirsearch.data.loading import load_data
+    from dirsearch.config.trial import trial_config_from_dict
+    from dirsearch.train.datasets import load_data
 
     folder, client, _ = sweep
     runs = RunMap.load(folder)

@@ -19,9 +19,9 @@ from mlflow.tracking import MlflowClient
 from sweep_helpers import TINY_SWEEP, cli, kill_when, reported_epochs, write_space
 from trial_helpers import merged
 
-from dirsearch.leaderboard import read_trials
-from dirsearch.sweep import load_spec
-from dirsearch.tracking import RunMap, flat_params, trial_status
+from dirsearch.sweep.records import read_trials
+from dirsearch.tracking.tracker import RunMap, flat_params, trial_status
+from dirsearch.tune.runner import load_spec
 
 
 def logged_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:

@@ -25,11 +25,11 @@ from trial_helpers import (
     stable,
 )
 
-from dirsearch import checkpoint, devices
 from dirsearch.data.synthetic import write_synthetic
 from dirsearch.errors import ConfigError, DataError
 from dirsearch.imbalance import REGIONS, Binning, flatten_metrics
-from dirsearch.trainer import Trainer, TrialResult, evaluate_checkpoint, run_trial
+from dirsearch.train import checkpoint, devices
+from dirsearch.train.trainer import Trainer, TrialResult, evaluate_checkpoint, run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -31,10 +31,10 @@ from trial_recorder import (
     train_targets,
 )
 
-from dirsearch import checkpoint
-from dirsearch.config import TrialConfig
-from dirsearch.data.loading import load_data
+from dirsearch.config.trial import TrialConfig
 from dirsearch.imbalance import BalancedMSE, bin_weights, ranksim_loss, weighted_loss
+from dirsearch.train import checkpoint
+from dirsearch.train.datasets import load_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,10 +18,10 @@ from scipy.ndimage import convolve1d
 from trial_helpers import IMAGES, TRAIN_SAMPLES, make_config
 from trial_recorder import Observed, binning, knob, max_difference, observe, train_targets
 
-from dirsearch import checkpoint
-from dirsearch.config import TrialConfig
+from dirsearch.config.trial import TrialConfig
 from dirsearch.imbalance import FDS, Binning, kernel_window
 from dirsearch.models.backbones import build_backbone
+from dirsearch.train import checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

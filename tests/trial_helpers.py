@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dirsearch.config import TrialConfig, trial_config_from_dict
+from dirsearch.config.trial import TrialConfig, trial_config_from_dict
 from dirsearch.imbalance import flatten_metrics
 
 TRAIN_SAMPLES = 603

@@ -26,12 +26,12 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 
-from dirsearch import checkpoint
-from dirsearch.config import TrialConfig
-from dirsearch.data.loading import load_data
+from dirsearch.config.trial import TrialConfig
 from dirsearch.imbalance import Binning
 from dirsearch.models import DIRRegressor
-from dirsearch.trainer import TrialResult, run_trial
+from dirsearch.train import checkpoint
+from dirsearch.train.datasets import load_data
+from dirsearch.train.trainer import TrialResult, run_trial
 
 
 def _copy(tensor: torch.Tensor | None) -> torch.Tensor | None:

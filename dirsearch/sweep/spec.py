@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dirsearch.config import (
+from dirsearch.config.trial import (
     SWEEP_SECTIONS,
     ConfigLoader,
     TrialConfig,
@@ -29,7 +29,7 @@ from dirsearch.config import (
 )
 from dirsearch.errors import ConfigError, ConfigProblems
 from dirsearch.imbalance.metrics import REGIONS, STATISTICS
-from dirsearch.space import (
+from dirsearch.sweep.dimensions import (
     KINDS,
     MISSING,
     Condition,

@@ -16,11 +16,11 @@ import torch
 import yaml
 from torch import nn
 
-from dirsearch import checkpoint
-from dirsearch.config import TrialConfig
+from dirsearch.config.trial import TrialConfig
 from dirsearch.data.base import BatchTransform
 from dirsearch.imbalance import PerBinErrors, per_bin_errors, shot_metrics
-from dirsearch.trainer import Trainer
+from dirsearch.train import checkpoint
+from dirsearch.train.trainer import Trainer
 
 CONFIG_FILE = "trial_config.yaml"
 EXAMPLE_ROWS = 4

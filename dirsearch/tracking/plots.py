@@ -15,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from dirsearch.config import ImbalanceConfig, ShotsConfig
+from dirsearch.config.trial import ImbalanceConfig, ShotsConfig
 from dirsearch.imbalance import Binning, PerBinErrors, bin_weights, label_density
-from dirsearch.leaderboard import DIVERGED_SENTINEL, TrialRecord
+from dirsearch.sweep.records import DIVERGED_SENTINEL, TrialRecord
 
 SIZE = (8.0, 4.5)
 DPI = 110

@@ -27,7 +27,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from dirsearch.errors import ConfigError
-from dirsearch.leaderboard import (
+from dirsearch.sweep.dimensions import format_value
+from dirsearch.sweep.records import (
     TrialRecord,
     csv_text,
     leaderboard_rows,
@@ -40,12 +41,11 @@ from dirsearch.leaderboard import (
     trial_folder_name,
     write_text,
 )
-from dirsearch.optuna_searcher import TruthfulOptunaSearch
-from dirsearch.point_searcher import PointSearcher
-from dirsearch.space import format_value
-from dirsearch.sweep_console import SweepConsole
-from dirsearch.sweep_spec import SweepSpec, environment_problems, spec_from_dict
-from dirsearch.tune_trainable import evaluate_on_test, seeds_of, train_configuration
+from dirsearch.sweep.spec import SweepSpec, environment_problems, spec_from_dict
+from dirsearch.tune.console import SweepConsole
+from dirsearch.tune.search.optuna_searcher import TruthfulOptunaSearch
+from dirsearch.tune.search.point_searcher import PointSearcher
+from dirsearch.tune.trainable import evaluate_on_test, seeds_of, train_configuration
 
 SPEC_FILE = "sweep.json"
 CONFIRM = "confirm"

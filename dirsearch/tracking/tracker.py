@@ -42,10 +42,10 @@ from ray.tune.logger import LoggerCallback
 
 from dirsearch.errors import ConfigError
 from dirsearch.imbalance.metrics import REGIONS, STATISTICS
-from dirsearch.leaderboard import read_text, trial_number, write_text
-from dirsearch.space import format_value
-from dirsearch.sweep import CONFIRM, FinalResult
-from dirsearch.sweep_spec import SweepSpec
+from dirsearch.sweep.dimensions import format_value
+from dirsearch.sweep.records import read_text, trial_number, write_text
+from dirsearch.sweep.spec import SweepSpec
+from dirsearch.tune.runner import CONFIRM, FinalResult
 
 RUN_MAP_FILE = "mlflow_runs.json"
 DEFAULT_STORE = "mlflow.db"
@@ -475,7 +475,7 @@ class SweepTracker(LoggerCallback):
     def _log_artifacts(self, result: FinalResult) -> None:
         """Plots and the best model on the parent run. A failure here costs those files, not
         the finished sweep: it is reported in one line."""
-        from dirsearch.sweep_artifacts import MODEL, PLOTS, write_sweep_artifacts
+        from dirsearch.tracking.publish import MODEL, PLOTS, write_sweep_artifacts
 
         try:
             files = write_sweep_artifacts(self.spec, result, self.folder)

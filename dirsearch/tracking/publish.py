@@ -11,12 +11,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dirsearch import plots
-from dirsearch.best_model import BestModel, evaluate_best, save_mlflow_model
-from dirsearch.data.loading import load_data
-from dirsearch.sweep import FinalResult
-from dirsearch.sweep_spec import SweepSpec
-from dirsearch.tune_trainable import SEED_FOLDER
+from dirsearch.sweep.spec import SweepSpec
+from dirsearch.tracking import plots
+from dirsearch.tracking.model_export import BestModel, evaluate_best, save_mlflow_model
+from dirsearch.train.datasets import load_data
+from dirsearch.tune.runner import FinalResult
+from dirsearch.tune.trainable import SEED_FOLDER
 
 PLOTS = "plots"
 MODEL = "model"

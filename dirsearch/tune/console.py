@@ -9,8 +9,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from dirsearch.leaderboard import TrialRecord, trial_number
-from dirsearch.space import format_value
+from dirsearch.sweep.dimensions import format_value
+from dirsearch.sweep.records import TrialRecord, trial_number
 
 FEW_SHOT_MAE = "val/few/mae"
 

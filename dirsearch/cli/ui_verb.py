@@ -99,7 +99,7 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def store_of(folder: str | None, uri: str | None) -> tuple[str, str | None, str | None]:
     """(backend store URI, experiment id, parent run id) for a sweep folder or a given URI."""
-    from dirsearch.tracking import RunMap
+    from dirsearch.tracking.tracker import RunMap
 
     if uri:
         return uri, None, None

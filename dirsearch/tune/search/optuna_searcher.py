@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from dirsearch.space import SearchSpace
+from dirsearch.sweep.dimensions import SearchSpace
 
 
 class TruthfulOptunaSearch(OptunaSearch):

@@ -41,7 +41,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
-    from dirsearch import checkpoint
+    from dirsearch.train import checkpoint
 
     folders = sorted((out / "checkpoints").glob("epoch_*"))
     complete = [f for f in folders if (f / checkpoint.STATE_FILE).is_file()]
@@ -52,9 +52,9 @@ def run_train_command(args: argparse.Namespace) -> int:
     # Imported here: torch and the data stack take seconds, which `dirsearch --help` should not.
     import yaml
 
-    from dirsearch.config import load_trial_config
-    from dirsearch.results import result_table
-    from dirsearch.trainer import run_trial
+    from dirsearch.config.trial import load_trial_config
+    from dirsearch.sweep.tables import result_table
+    from dirsearch.train.trainer import run_trial
 
     config = load_trial_config(args.config)
     out = (args.out or Path("runs") / args.config.stem).resolve()

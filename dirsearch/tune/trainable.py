@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from ray import tune
 
-from dirsearch.checkpoint import BEST_MODEL_FILE
 from dirsearch.imbalance import flatten_metrics
-from dirsearch.leaderboard import DIVERGED_SENTINEL
-from dirsearch.sweep_spec import SweepSpec, spec_from_dict
-from dirsearch.trainer import TrialResult, evaluate_checkpoint, trial_epochs
+from dirsearch.sweep.records import DIVERGED_SENTINEL
+from dirsearch.sweep.spec import SweepSpec, spec_from_dict
+from dirsearch.train.checkpoint import BEST_MODEL_FILE
+from dirsearch.train.trainer import TrialResult, evaluate_checkpoint, trial_epochs
 
 SEED_FOLDER = "seed_{}"
 

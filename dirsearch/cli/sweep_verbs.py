@@ -11,8 +11,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from dirsearch.cli.train_verb import EXIT_INTERRUPTED
 from dirsearch.errors import ConfigError
-from dirsearch.train_command import EXIT_INTERRUPTED
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _load(space: Path, num_samples: int | None = None):
-    from dirsearch.sweep_spec import load_sweep_spec
+    from dirsearch.sweep.spec import load_sweep_spec
 
     spec = load_sweep_spec(space)
     if num_samples is not None:
@@ -89,7 +89,8 @@ def _tracking_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from dirsearch import sweep, tracking
+    from dirsearch.tracking import tracker as tracking
+    from dirsearch.tune import runner as sweep
 
     sweep.configure_driver()
     spec = _load(args.space, args.num_samples)
@@ -110,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from dirsearch import sweep, tracking
+    from dirsearch.tracking import tracker as tracking
+    from dirsearch.tune import runner as sweep
 
     sweep.configure_driver()
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
@@ -125,7 +127,7 @@ def resume_command(args: argparse.Namespace) -> int:
 
 def _refuse_missing_data(spec) -> None:  # spec: a SweepSpec (imported lazily)
     """Missing data is found before Ray starts (seconds), not by the first trial."""
-    from dirsearch.sweep_spec import environment_problems
+    from dirsearch.sweep.spec import environment_problems
 
     problems = environment_problems(spec, gpus_available=None)
     if problems:
@@ -158,7 +160,7 @@ def _outcome(start, folder: str, tracker) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from dirsearch.sweep_spec import environment_problems
+    from dirsearch.sweep.spec import environment_problems
 
     spec = _load(args.space)
     if not args.no_environment:
@@ -177,8 +179,8 @@ def _local_gpus() -> int:
 
 def summary(spec) -> str:
     """The resolved sweep in a few lines: what is fixed, what is searched, budget, resources."""
-    from dirsearch.config import TrialConfig
-    from dirsearch.sweep import total_trials
+    from dirsearch.config.trial import TrialConfig
+    from dirsearch.tune.runner import total_trials
 
     search = spec.search
     fixed = _flat(spec.fixed)
@@ -221,8 +223,8 @@ def _flat(mapping: dict, prefix: str = "") -> dict:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from dirsearch.leaderboard import leaderboard_rows, markdown, read_text, read_trials
-    from dirsearch.sweep import load_spec
+    from dirsearch.sweep.records import leaderboard_rows, markdown, read_text, read_trials
+    from dirsearch.tune.runner import load_spec
 
     folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
     spec = load_spec(folder)

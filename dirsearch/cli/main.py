@@ -14,10 +14,10 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands; each registers a ``handler(args) -> exit code`` with set_defaults."""
-    from dirsearch.data.cli import add_data_commands
-    from dirsearch.sweep_command import add_sweep_commands
-    from dirsearch.train_command import add_train_command
-    from dirsearch.ui_command import add_ui_command
+    from dirsearch.cli.data_verbs import add_data_commands
+    from dirsearch.cli.sweep_verbs import add_sweep_commands
+    from dirsearch.cli.train_verb import add_train_command
+    from dirsearch.cli.ui_verb import add_ui_command
 
     parser = argparse.ArgumentParser(
         prog="dirsearch",
@@ -48,7 +48,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(error).splitlines():  # several problems: one line each
             print(f"dirsearch: error: {line}", file=sys.stderr)
         return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

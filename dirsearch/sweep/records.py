@@ -22,8 +22,8 @@ from typing import Any
 from pyarrow import fs as pafs
 
 from dirsearch.imbalance.metrics import REGIONS, STATISTICS
-from dirsearch.results import REGION_TITLES, format_value
-from dirsearch.space import format_value as format_setting
+from dirsearch.sweep.dimensions import format_value as format_setting
+from dirsearch.sweep.tables import REGION_TITLES, format_value
 
 TRIAL_PREFIX = "trial_"
 """Trial folders are ``trial_<number>_<id>`` (see ``trial_folder_name``)."""

@@ -26,11 +26,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dirsearch import checkpoint
-from dirsearch.config import TrialConfig
+from dirsearch.config.trial import TrialConfig
 from dirsearch.data.base import DataBundle, Split, keep_batch
-from dirsearch.data.loading import load_data
-from dirsearch.devices import autocast, resolve_device, uses_channels_last
 from dirsearch.errors import ConfigError
 from dirsearch.imbalance import (
     FDS,
@@ -44,8 +41,11 @@ from dirsearch.imbalance import (
     weighted_loss,
 )
 from dirsearch.models import DIRRegressor, build_model, feature_dim
-from dirsearch.progress import EpochProgress
-from dirsearch.results import format_value
+from dirsearch.sweep.tables import format_value
+from dirsearch.train import checkpoint
+from dirsearch.train.datasets import load_data
+from dirsearch.train.devices import autocast, resolve_device, uses_channels_last
+from dirsearch.train.progress import EpochProgress
 
 ReportFn = Callable[[dict[str, float], Path], None]
 SYNC_EVERY_CUDA = 25

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dirsearch.config import DataConfig
+from dirsearch.config.trial import DataConfig
 from dirsearch.data.base import DataBundle
 
 
