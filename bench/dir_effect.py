@@ -4,10 +4,12 @@ Every method trains the same model with the same budget (the default example con
 ``imbalance`` section changes) for several seeds; the test split's MAE per shot region is printed
 as mean +- std. Two more rows vary FDS: statistics collected during the training pass instead
 of an extra pass (time saving vs effect on few-shot MAE), and FDS started only half-way through
-training, once the features have settled. One row adds RankSim (paper defaults) to SQINV+LDS.
+training, once the features have settled. One row adds RankSim (paper defaults) to SQINV+LDS,
+one ConR (paper defaults beta 4, w 1, t 0.2, e 0.01), with its cost per epoch against SQINV+LDS.
 
     python bench/dir_effect.py                 # 3 seeds, the example config (~30 min, 2 cores)
     python bench/dir_effect.py --seeds 0 --epochs 2 --scale 0.2   # a quick look
+    python bench/dir_effect.py --methods SQINV+LDS SQINV+LDS+ConR  # ConR and its cost
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dirsearch.config.trial import TrialConfig, load_trial_config
-from dirsearch.train.trainer import run_trial
+from dirsearch.config.files import load_trial_config
+from dirsearch.config.trial import TrialConfig
+from dirsearch.train.loop import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "search_spaces" / "synthetic.yaml"
@@ -32,7 +35,8 @@ def method_configs(base: TrialConfig) -> dict[str, TrialConfig]:
     """The compared methods: only the imbalance section differs from ``base``."""
     # RankSim only where a row asks for it, whatever the base config says.
     ranksim_off = dataclasses.replace(base.imbalance.ranksim, enabled=False)
-    imbalance = dataclasses.replace(base.imbalance, ranksim=ranksim_off)
+    conr_off = dataclasses.replace(base.imbalance.conr, enabled=False)
+    imbalance = dataclasses.replace(base.imbalance, ranksim=ranksim_off, conr=conr_off)
     half_way = max(base.train.epochs // 2, 1)
     off = dataclasses.replace(imbalance.lds, enabled=False)
     fds_off = dataclasses.replace(imbalance.fds, enabled=False)
@@ -61,6 +65,14 @@ def method_configs(base: TrialConfig) -> dict[str, TrialConfig]:
             lds=lds_on,
             fds=fds_off,
             ranksim=dataclasses.replace(ranksim_off, enabled=True),
+        ),
+        # ConR (paper defaults beta 4, w 1, t 0.2, e 0.01) on top of the re-weighting, without FDS.
+        "SQINV+LDS+ConR": dataclasses.replace(
+            imbalance,
+            reweight="sqrt_inv",
+            lds=lds_on,
+            fds=fds_off,
+            conr=dataclasses.replace(conr_off, enabled=True),
         ),
         # FDS statistics only from mid-training on, once the features have settled.
         "SQINV+LDS+FDS late": dataclasses.replace(
@@ -146,6 +158,16 @@ def main() -> None:
             f"{statistics.mean(r['seconds'] for r in runs):.1f} | "
             f"{mean_std([r['test']['few']['mae'] for r in runs])} |"
         )
+    if "SQINV+LDS" in raw and "SQINV+LDS+ConR" in raw:
+        print("\nConR's cost: training pass seconds per epoch (mean over seeds and epochs)")
+        print("| Method | train pass s/epoch | total s/run | few MAE |\n|---|---|---|---|")
+        for name in ("SQINV+LDS", "SQINV+LDS+ConR"):
+            runs = raw[name]
+            print(
+                f"| {name} | {statistics.mean(r['train_s_per_epoch'] for r in runs):.2f} | "
+                f"{statistics.mean(r['seconds'] for r in runs):.1f} | "
+                f"{mean_std([r['test']['few']['mae'] for r in runs])} |"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps(raw, indent=2))
 

@@ -27,11 +27,15 @@ import ray
 import torch
 from ray import tune
 
-from dirsearch.sweep.dimensions import with_overrides
+from dirsearch.sweep.paths import with_overrides
 from dirsearch.sweep.records import read_trials
-from dirsearch.sweep.spec import SchedulerSettings, SearcherSettings, SweepSpec, load_sweep_spec
-from dirsearch.train.trainer import run_trial
-from dirsearch.tune import runner as sweep
+from dirsearch.sweep.settings import SchedulerSettings, SearcherSettings
+from dirsearch.sweep.spec import SweepSpec
+from dirsearch.sweep.spec_reader import load_sweep_spec
+from dirsearch.train.loop import run_trial
+from dirsearch.tune.driver import configure_driver
+from dirsearch.tune.runner import run
+from dirsearch.tune.tuners import search_tuner
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 
@@ -65,7 +69,7 @@ def sample_points(spec: SweepSpec, count: int, seed: int) -> list[dict[str, Any]
 
 def run_sweep(spec: SweepSpec, folder: Path) -> tuple[float, list[Any], str]:
     started = time.perf_counter()
-    outcome = sweep.run(spec, DEMO.read_text(), str(folder), say=lambda line: None)
+    outcome = run(spec, DEMO.read_text(), str(folder), say=lambda line: None)
     return time.perf_counter() - started, read_trials(outcome.folder), outcome.table
 
 
@@ -149,7 +153,7 @@ def scale(args: argparse.Namespace, work: Path) -> None:
     trainable = tune.with_resources(
         tune.with_parameters(noop_trial, epochs=args.epochs), {"cpu": 1}
     )
-    tuner = sweep.search_tuner(spec, str(work / "scale"), [], lambda line: None, trainable)
+    tuner = search_tuner(spec, str(work / "scale"), [], lambda line: None, trainable)
     started = time.perf_counter()
     results = tuner.fit()
     seconds = time.perf_counter() - started
@@ -176,7 +180,7 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    sweep.configure_driver()
+    configure_driver()
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False)
     with tempfile.TemporaryDirectory() as folder:
         {"overhead": overhead, "asha": asha, "tpe": tpe, "scale": scale}[args.experiment](

@@ -23,11 +23,12 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sweep_helpers import TINY_SWEEP, local_ray, write_space
 
-from dirsearch.cli.ui_verb import free_port, start_server, stop_server, wait_ready
 from dirsearch.sweep.records import read_trials
-from dirsearch.sweep.spec import load_sweep_spec
-from dirsearch.tracking import tracker as tracking
-from dirsearch.tune import runner as sweep
+from dirsearch.sweep.spec_reader import load_sweep_spec
+from dirsearch.tracking.callback import SweepTracker
+from dirsearch.tracking.run_layout import start_sweep_runs
+from dirsearch.tracking.server import free_port, start_server, stop_server, wait_ready
+from dirsearch.tune.runner import run
 
 REQUEST = re.compile(r'"(?:GET|POST|PATCH|DELETE|PUT) (/[^ ?"]*)')
 HOOKS = ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error")
@@ -80,7 +81,7 @@ def measure(name: str, root: Path, make_logger) -> dict[str, float]:
         folder = f"{root}/{name}"
         before = len(REQUEST.findall(log.read_text(errors="replace")))
         timed = Timed(make_logger(spec, folder, url))
-        sweep.run(spec, space.read_text(), folder, callbacks=[timed], say=lambda line: None)
+        run(spec, space.read_text(), folder, callbacks=[timed], say=lambda line: None)
         sent = len(REQUEST.findall(log.read_text(errors="replace"))) - before
     finally:
         stop_server(server)
@@ -94,8 +95,8 @@ def measure(name: str, root: Path, make_logger) -> dict[str, float]:
 
 
 def ours(spec, folder: str, url: str) -> tune.Callback:
-    tracking.start_sweep_runs(spec, folder, url)
-    return tracking.SweepTracker(spec, folder)
+    start_sweep_runs(spec, folder, url)
+    return SweepTracker(spec, folder)
 
 
 def rays(spec, folder: str, url: str) -> tune.Callback:

@@ -311,3 +311,60 @@ class LoopFDS:
             b = int(label)
             out[mask] = _calibrate(out[mask], *(s[b] for s in stats))
         return out
+
+
+def ref_conr_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    window: float = 1.0,
+    temperature: float = 0.2,
+    push: float = 0.01,
+    overwrite_temperature: bool = False,
+    extra_denominator_terms: bool = False,
+) -> torch.Tensor:
+    """ConR loss (ALGORITHMS.md section 3), one anchor and one pair at a time, naive exp form.
+
+    A transcription of the maths of `ConR` in BorealisAI/ConR agedb-dir/loss.py, with its two
+    quirks behind switches (both True: the published function; both False: the spec's equation):
+    - `overwrite_temperature`: the published function sets t = 0.07 whatever is passed;
+    - `extra_denominator_terms`: it sums `exp(s_ij * [j in P_i])` over EVERY column j, so each
+      column outside P_i (the anchor itself included) adds exp(0) = 1 to the denominator.
+    Rows of `features` are L2-normalised first, as the published function does. The published
+    function's `weights` is an (M, 1) column: it scales the pushing weight row-wise and each
+    anchor's loss before the mean over all M anchors. Anchors with no negatives give 0 (the
+    published `no_neg_flag`). Anchors with no positives give 0 here too; the published code
+    computes 0/0 = NaN there, which two-view batches never reach (not reproduced).
+    Gradients flow to `features` only (labels, preds and weights are read as Python floats).
+    """
+    if overwrite_temperature:
+        temperature = 0.07
+    rows = features.shape[0]
+    z = [features[i] / torch.sqrt(torch.sum(features[i] * features[i])) for i in range(rows)]
+    y = [float(v) for v in labels.reshape(-1)]
+    p = [float(v) for v in preds.reshape(-1)]
+    omega = [1.0] * rows if weights is None else [float(v) for v in weights.reshape(-1)]
+    total = features.new_zeros(())
+    for i in range(rows):
+        positives = [j for j in range(rows) if j != i and abs(y[i] - y[j]) <= window]
+        negatives = [
+            j for j in range(rows) if abs(y[i] - y[j]) > window and abs(p[i] - p[j]) <= window
+        ]
+        if not negatives or not positives:
+            continue
+        sim = {j: torch.sum(z[i] * z[j]) / temperature for j in positives + negatives}
+        denominator = features.new_zeros(())
+        for k in positives:
+            denominator = denominator + torch.exp(sim[k])
+        for q in negatives:
+            pushing = omega[i] * math.exp(push * abs(y[i] - y[q]))
+            denominator = denominator + pushing * torch.exp(sim[q])
+        if extra_denominator_terms:
+            denominator = denominator + float(rows - len(positives))
+        anchor = features.new_zeros(())
+        for j in positives:
+            anchor = anchor - torch.log(torch.exp(sim[j]) / denominator)
+        total = total + omega[i] * anchor / len(positives)
+    return total / rows

@@ -24,9 +24,9 @@ from PIL import Image
 from trial_helpers import TABULAR, merged, nested_stable, stable
 
 from dirsearch.cli.main import main
-from dirsearch.config.trial import load_trial_config
+from dirsearch.config.files import load_trial_config
 from dirsearch.sweep.tables import result_table
-from dirsearch.train.trainer import evaluate_checkpoint
+from dirsearch.train.evaluator import evaluate_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

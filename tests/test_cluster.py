@@ -26,7 +26,8 @@ from pyarrow import fs as pafs
 from sweep_helpers import TINY_SWEEP, cli, kill_when, write_space
 from trial_helpers import merged
 
-from dirsearch.sweep.records import read_text, read_trials
+from dirsearch.sweep.folder import read_text
+from dirsearch.sweep.records import read_trials
 
 pytestmark = pytest.mark.slow
 

@@ -12,14 +12,8 @@ from typing import Any
 
 import pytest
 
-from dirsearch.config.trial import (
-    FDSConfig,
-    LossConfig,
-    ScheduleConfig,
-    TrialConfig,
-    load_trial_config,
-    trial_config_from_dict,
-)
+from dirsearch.config.files import load_trial_config, trial_config_from_dict
+from dirsearch.config.trial import FDSConfig, LossConfig, ScheduleConfig, TrialConfig
 from dirsearch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

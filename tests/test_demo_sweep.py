@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dirsearch.sweep.records import read_trials
-from dirsearch.sweep.spec import load_sweep_spec
+from dirsearch.sweep.spec_reader import load_sweep_spec
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 VANILLA_FEW_MAE = 10.0

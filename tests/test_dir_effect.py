@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from trial_helpers import make_config
 
-from dirsearch.train.trainer import run_trial
+from dirsearch.train.loop import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

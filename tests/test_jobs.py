@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dirsearch.cli.main import build_parser
-from dirsearch.sweep.spec import load_sweep_spec
+from dirsearch.sweep.spec_reader import load_sweep_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "jobs"

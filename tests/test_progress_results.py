@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import math
 
-from dirsearch.sweep.tables import format_value, result_table
+from dirsearch.common.formatting import format_metric
+from dirsearch.sweep.tables import result_table
 from dirsearch.train.progress import EpochProgress
 
 
@@ -48,4 +49,4 @@ def test_result_table_layout_and_missing_regions() -> None:
         "| MSE | 2.000 | 2.000 | - | 2.000 |",
         "| GM | 0.500 | 0.500 | - | 0.500 |",
     ]
-    assert format_value(None) == "-"
+    assert format_metric(None) == "-"

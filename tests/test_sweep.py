@@ -17,8 +17,8 @@ from trial_helpers import merged
 
 from dirsearch.cli.main import main
 from dirsearch.sweep.records import DIVERGED_SENTINEL, read_trials
-from dirsearch.sweep.spec import load_sweep_spec
-from dirsearch.tune import runner as sweep
+from dirsearch.sweep.spec_reader import load_sweep_spec
+from dirsearch.tune.runner import run
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, list[s
     spec = load_sweep_spec(space)
     lines: list[str] = []
     with local_ray():
-        outcome = sweep.run(spec, space.read_text(), str(folder / "run"), say=lines.append)
+        outcome = run(spec, space.read_text(), str(folder / "run"), say=lines.append)
     return spec, outcome, lines
 
 
@@ -159,7 +159,7 @@ def test_grid_runs_each_point_once(tmp_path: Path) -> None:
     grid["space"] = {"imbalance.reweight": {"choice": ["none", "sqrt_inv"]}}
     space = write_space(tmp_path, grid)
     with local_ray():
-        outcome = sweep.run(load_sweep_spec(space), space.read_text(), str(tmp_path / "g"))
+        outcome = run(load_sweep_spec(space), space.read_text(), str(tmp_path / "g"))
     records = read_trials(outcome.folder)
     assert sorted(r.overrides["imbalance.reweight"] for r in records) == ["none", "sqrt_inv"]
     assert all(r.epochs == 4 for r in records)

@@ -14,8 +14,10 @@ import yaml
 
 from dirsearch.cli.main import main
 from dirsearch.errors import ConfigError
-from dirsearch.sweep.dimensions import get_path
-from dirsearch.sweep.spec import environment_problems, load_sweep_spec, spec_from_dict
+from dirsearch.sweep.environment import environment_problems
+from dirsearch.sweep.paths import get_path
+from dirsearch.sweep.spec import spec_from_dict
+from dirsearch.sweep.spec_reader import load_sweep_spec
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 TINY: dict[str, Any] = {

@@ -17,11 +17,12 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from dirsearch.cli.main import main
-from dirsearch.cli.ui_verb import free_port, start_server, stop_server, wait_ready
 from dirsearch.config.trial import TrialConfig
-from dirsearch.sweep.records import read_text, read_trials
-from dirsearch.tracking.tracker import RUN_MAP_FILE, RunMap, flat_params, trial_status
-from dirsearch.tune.runner import load_spec
+from dirsearch.sweep.folder import RUN_MAP_FILE, load_spec, read_text
+from dirsearch.sweep.records import read_trials
+from dirsearch.tracking.run_layout import flat_params
+from dirsearch.tracking.run_map import RunMap
+from dirsearch.tracking.server import free_port, start_server, stop_server, wait_ready
 
 TINY_SPACE = """\
 experiment: tiny
@@ -123,7 +124,7 @@ def test_one_parent_run_with_one_named_child_per_trial(sweep):
         sampled = ", ".join(f"{k.split('.', 1)[1]}=" for k in record.overrides)
         assert run.info.run_name.startswith(f"trial {record.number}: ")
         assert all(part in run.info.run_name for part in sampled.split(", "))
-        expected = trial_status(record.history[-1], record.errored, spec.epochs, asha=True)
+        expected = record.status(spec.epochs)
         assert run.data.tags["status"] == expected
         assert run.info.status == "FINISHED"
         assert run.data.tags["seed"] == "0"
@@ -244,7 +245,7 @@ def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
     import torch
     import yaml
 
-    from dirsearch.config.trial import trial_config_from_dict
+    from dirsearch.config.files import trial_config_from_dict
     from dirsearch.train.datasets import load_data
 
     folder, client, _ = sweep

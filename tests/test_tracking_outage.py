@@ -22,9 +22,9 @@ from mlflow.tracking import MlflowClient
 from sweep_helpers import TINY_SWEEP, cli, reported_epochs, write_space
 from trial_helpers import merged
 
-from dirsearch.cli.ui_verb import free_port, start_server, stop_server, wait_ready
 from dirsearch.sweep.records import read_trials
-from dirsearch.tracking.tracker import RunMap
+from dirsearch.tracking.run_map import RunMap
+from dirsearch.tracking.server import free_port, start_server, stop_server, wait_ready
 
 
 def results(folder: Path) -> int:

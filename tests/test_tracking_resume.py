@@ -19,9 +19,10 @@ from mlflow.tracking import MlflowClient
 from sweep_helpers import TINY_SWEEP, cli, kill_when, reported_epochs, write_space
 from trial_helpers import merged
 
+from dirsearch.sweep.folder import load_spec
 from dirsearch.sweep.records import read_trials
-from dirsearch.tracking.tracker import RunMap, flat_params, trial_status
-from dirsearch.tune.runner import load_spec
+from dirsearch.tracking.run_layout import flat_params
+from dirsearch.tracking.run_map import RunMap
 
 
 def logged_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
@@ -74,7 +75,7 @@ def test_resume_after_sigkill_reuses_the_parent_and_child_runs(tmp_path: Path) -
         for key in ("train/loss", "val/few/mae", "lr"):
             assert logged_steps(client, run.info.run_id, key) == epochs, (key, record.number)
         assert run.data.params == flat_params(spec.trial_config(record.overrides).to_dict())
-        status = trial_status(record.history[-1], record.errored, spec.epochs, asha=True)
+        status = record.status(spec.epochs)
         assert run.data.tags["status"] == status
     parent = client.get_run(runs.parent)
     assert "test/few/mae" in parent.data.metrics

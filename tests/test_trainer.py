@@ -29,7 +29,9 @@ from dirsearch.data.synthetic import write_synthetic
 from dirsearch.errors import ConfigError, DataError
 from dirsearch.imbalance import REGIONS, Binning, flatten_metrics
 from dirsearch.train import checkpoint, devices
-from dirsearch.train.trainer import Trainer, TrialResult, evaluate_checkpoint, run_trial
+from dirsearch.train.evaluator import evaluate_checkpoint
+from dirsearch.train.loop import TrialResult, build_trial, run_trial
+from dirsearch.train.model_setup import set_up
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -112,13 +114,13 @@ def test_targets_outside_the_bins_are_clipped_with_a_warning(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Synthetic ages span 0..101; bins [10, 60) leave ages on both sides outside.
-    Trainer(make_config({"data": {"bins": {"start": 10, "count": 50}}}))
+    set_up(make_config({"data": {"bins": {"start": 10, "count": 50}}}))
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 3
     for line, split in zip(warnings, ("train", "val", "test"), strict=True):
         assert line.startswith("dirsearch: warning: ")
         assert f" {split} targets lie outside data.bins [10, 60) " in line
-    Trainer(make_config())
+    set_up(make_config())
     assert capsys.readouterr().err == ""
 
 
@@ -258,17 +260,17 @@ def test_fds_extra_pass_holds_per_age_means_of_train_mode_features(tmp_path: Pat
     config = make_config(FDS_LDS, {"train": {"epochs": 1}})
     result = run_trial(config, tmp_path)
     assert result.checkpoint_dir is not None
-    trainer = Trainer(config)
-    trainer.model.load_state_dict(state_of(result.checkpoint_dir)["model"])
-    dataset = trainer.data.train.dataset
-    trainer.model.train()
-    for module in trainer.model.modules():
+    setup = set_up(config)
+    setup.model.load_state_dict(state_of(result.checkpoint_dir)["model"])
+    dataset = setup.data.train.dataset
+    setup.model.train()
+    for module in setup.model.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.momentum = 0.0
     with torch.no_grad():
         features = torch.cat(
             [
-                trainer.model.backbone(dataset.inputs[start : start + BATCH])
+                setup.model.backbone(dataset.inputs[start : start + BATCH])
                 for start in range(0, TRAIN_SAMPLES, BATCH)
             ]
         ).double()
@@ -319,7 +321,7 @@ def test_fds_extra_pass_leaves_the_training_streams_alone_on_images(tmp_path: Pa
 
 
 def test_fds_bucket_start_inside_and_outside_the_bins() -> None:
-    inside = Trainer(make_config({"imbalance": {"fds": {"enabled": True, "bucket_start": 3}}}))
+    inside = set_up(make_config({"imbalance": {"fds": {"enabled": True, "bucket_start": 3}}}))
     assert inside.model.fds is not None
     assert inside.model.fds.binning == Binning(3.0, 1.0, 99)
     for start in (-2, 102, 500):
@@ -418,7 +420,7 @@ def test_optimisers_and_schedules(
     """``lr`` is reported after the epoch's scheduler step: cosine over 2 epochs gives lr/2 then
     0; a step schedule multiplies by gamma once per milestone passed."""
     config = make_config({"train": train})
-    assert type(Trainer(config).optimizer) is optimizer
+    assert type(build_trial(config).optimisation.optimizer) is optimizer
     result = run_trial(config, tmp_path)
     assert result.status == "completed"
     assert [metrics["lr"] for metrics in result.history] == pytest.approx(lrs, abs=1e-12)
@@ -439,9 +441,9 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path: Path, statistics
         "imbalance": {"fds": {"statistics": statistics}, "ranksim": {"enabled": True}},
     }
     gpu_like = {"train": {"amp": "bf16", "memory_format": "channels_last"}}
-    trainer = Trainer(make_config(IMAGES, FDS_LDS, learns, gpu_like))
-    assert trainer.channels_last
-    data = trainer.data
+    setup = set_up(make_config(IMAGES, FDS_LDS, learns, gpu_like))
+    assert setup.feeder.channels_last
+    data = setup.data
     mean_predictor = float(np.abs(data.val.targets - data.train.targets.mean()).mean())
     result = run_trial(make_config(IMAGES, FDS_LDS, learns, gpu_like), tmp_path / "bf16")
     f32_only = {"train": {"amp": "off", "memory_format": "contiguous"}}
@@ -457,11 +459,11 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path: Path, statistics
 
 
 def test_auto_precision_and_layout_are_plain_float32_on_cpu() -> None:
-    trainer = Trainer(make_config(IMAGES))
-    assert not trainer.channels_last
-    with torch.no_grad(), devices.autocast(trainer.device, "auto"):
-        inputs = torch.zeros(2, *trainer.data.input_shape)
-        assert trainer.model.eval()(inputs).preds.dtype == torch.float32
+    setup = set_up(make_config(IMAGES))
+    assert not setup.feeder.channels_last
+    with torch.no_grad(), devices.autocast(setup.feeder.device, "auto"):
+        inputs = torch.zeros(2, *setup.data.input_shape)
+        assert setup.model.eval()(inputs).preds.dtype == torch.float32
 
 
 # ----- divergence ---------------------------------------------------------------------------------
@@ -550,9 +552,9 @@ def test_evaluate_test_scores_the_best_weights(tmp_path: Path) -> None:
     assert result.checkpoint_dir is not None
     assert_same_metrics(evaluate_checkpoint(config, result.checkpoint_dir), test)
     assert_same_metrics(evaluate_checkpoint(config, result.checkpoint_dir, "test"), test)
-    last = Trainer(config)
-    last.model.load_state_dict(state_of(result.checkpoint_dir)["model"])
-    assert last.evaluate("test")["all"]["mae"] > 2 * test["all"]["mae"]
+    last = build_trial(config)
+    last.setup.model.load_state_dict(state_of(result.checkpoint_dir)["model"])
+    assert last.evaluator.evaluate("test")["all"]["mae"] > 2 * test["all"]["mae"]
 
 
 # ----- devices ------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sweep_helpers import TINY_SWEEP, cli, write_space
 
-from dirsearch.cli.ui_verb import HOST, free_port
-from dirsearch.sweep.spec import load_sweep_spec
-from dirsearch.tracking.tracker import start_sweep_runs
+from dirsearch.sweep.spec_reader import load_sweep_spec
+from dirsearch.tracking.run_layout import start_sweep_runs
+from dirsearch.tracking.server import HOST, free_port
 
 
 def lines_of(process: subprocess.Popen) -> queue.Queue:

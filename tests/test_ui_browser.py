@@ -17,8 +17,8 @@ from sweep_helpers import TINY_SWEEP, cli, write_space
 from test_ui import lines_of
 from trial_helpers import merged
 
-from dirsearch.cli.ui_verb import free_port
-from dirsearch.tracking.tracker import RunMap
+from dirsearch.tracking.run_map import RunMap
+from dirsearch.tracking.server import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

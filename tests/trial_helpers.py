@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dirsearch.config.trial import TrialConfig, trial_config_from_dict
+from dirsearch.config.files import trial_config_from_dict
+from dirsearch.config.trial import TrialConfig
 from dirsearch.imbalance import flatten_metrics
 
 TRAIN_SAMPLES = 603

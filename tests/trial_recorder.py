@@ -31,7 +31,7 @@ from dirsearch.imbalance import Binning
 from dirsearch.models import DIRRegressor
 from dirsearch.train import checkpoint
 from dirsearch.train.datasets import load_data
-from dirsearch.train.trainer import TrialResult, run_trial
+from dirsearch.train.loop import TrialResult, run_trial
 
 
 def _copy(tensor: torch.Tensor | None) -> torch.Tensor | None:

@@ -7,14 +7,15 @@ import importlib.metadata
 import sys
 from collections.abc import Sequence
 
+from dirsearch.cli.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 from dirsearch.errors import DirsearchError
-
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands; each registers a ``handler(args) -> exit code`` with set_defaults."""
     from dirsearch.cli.data_verbs import add_data_commands
+    from dirsearch.cli.init_verb import add_init_command
+    from dirsearch.cli.schema_verb import add_schema_command
     from dirsearch.cli.sweep_verbs import add_sweep_commands
     from dirsearch.cli.train_verb import add_train_command
     from dirsearch.cli.ui_verb import add_ui_command
@@ -25,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_init_command(commands)
     add_sweep_commands(commands)
     add_train_command(commands)
     add_data_commands(commands)
     add_ui_command(commands)
+    add_schema_command(commands)
     return parser
 
 
@@ -48,3 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(error).splitlines():  # several problems: one line each
             print(f"dirsearch: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) before a verb could say how to continue
+        print("\ndirsearch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

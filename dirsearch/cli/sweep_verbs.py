@@ -1,7 +1,7 @@
 """``dirsearch run | resume | validate | report``: the sweep verbs of the command line.
 
-Ray and the trainer are imported inside the handlers: ``validate`` and ``report`` stay quick
-and never start Ray.
+Ray, MLflow and torch are imported inside the handlers that need them: ``validate`` checks a file
+in about a second and ``report`` reads a folder, neither starting Ray.
 """
 
 from __future__ import annotations
@@ -11,8 +11,31 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from dirsearch.cli.train_verb import EXIT_INTERRUPTED
+from dirsearch.cli.exit_codes import EXIT_INTERRUPTED
+from dirsearch.cli.set_argument import add_set_argument
+from dirsearch.common.stop_signals import sigterm_as_ctrl_c
 from dirsearch.errors import ConfigError
+from dirsearch.sweep.environment import environment_problems
+from dirsearch.sweep.folder import (
+    CONFIRM_MD,
+    LEADERBOARD_MD,
+    RESULTS_MD,
+    holds_sweep,
+    load_spec,
+    new_folder,
+    read_text,
+)
+from dirsearch.sweep.folder_lock import locked_sweep_folder
+from dirsearch.sweep.leaderboard import leaderboard_rows
+from dirsearch.sweep.records import read_trials
+from dirsearch.sweep.set_options import set_note
+from dirsearch.sweep.settings import SEARCH_LIMITS
+from dirsearch.sweep.spec import SweepSpec
+from dirsearch.sweep.spec_reader import load_sweep_spec
+from dirsearch.sweep.summary import summary
+from dirsearch.sweep.tables import markdown
+
+SWEEP_KEYS = "a trial path, search.<key> or experiment"
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
@@ -25,14 +48,14 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         ),
     )
     run.add_argument("space", type=Path, help="search-space YAML file")
-    run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    _cluster_arguments(run)
     run.add_argument(
         "--storage",
         help="folder or URI (s3://, gs://, a shared path) the sweep folder goes in (default: runs)",
     )
     run.add_argument("--name", help="sweep folder name (default: <experiment>-<date-time>)")
     run.add_argument("--num-samples", type=int, help="override search.num_samples")
-    _tracking_argument(run)
+    add_set_argument(run, SWEEP_KEYS)
     run.set_defaults(handler=run_command)
 
     resume = commands.add_parser(
@@ -42,8 +65,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         "from their last checkpoints, nothing runs twice.",
     )
     resume.add_argument("folder", help="the sweep folder that `dirsearch run` printed")
-    resume.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
-    _tracking_argument(resume)
+    _cluster_arguments(resume)
     resume.set_defaults(handler=resume_command)
 
     validate = commands.add_parser(
@@ -58,6 +80,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="check the file only, not this machine's data files and GPUs (for a cluster spec)",
     )
+    add_set_argument(validate, SWEEP_KEYS)
     validate.set_defaults(handler=validate_command)
 
     report = commands.add_parser(
@@ -68,19 +91,22 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=report_command)
 
 
-def _load(space: Path, num_samples: int | None = None):
-    from dirsearch.sweep.spec import load_sweep_spec
-
-    spec = load_sweep_spec(space)
+def _load(space: Path, num_samples: int | None = None, sets: list[str] | None = None) -> SweepSpec:
+    spec = load_sweep_spec(space, sets)
     if num_samples is not None:
         if num_samples < 1:
             raise ConfigError(f"--num-samples: must be >= 1, got {num_samples}")
+        if num_samples > SEARCH_LIMITS["search.num_samples"]:
+            most = SEARCH_LIMITS["search.num_samples"]
+            raise ConfigError(f"--num-samples: must be at most {most:,}, got {num_samples}")
         search = dataclasses.replace(spec.search, num_samples=num_samples)
         spec = dataclasses.replace(spec, search=search)
     return spec
 
 
-def _tracking_argument(parser: argparse.ArgumentParser) -> None:
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a sweep's trials run and where they are tracked (run and resume)."""
+    parser.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     parser.add_argument(
         "--tracking-uri",
         help="MLflow tracking store, e.g. http://host:5000 (default: $MLFLOW_TRACKING_URI, else "
@@ -89,46 +115,84 @@ def _tracking_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from dirsearch.tracking import tracker as tracking
-    from dirsearch.tune import runner as sweep
+    sigterm_as_ctrl_c()  # `kill`, `timeout`, SLURM: stopped as by Ctrl-C, with the resume hint
+    from dirsearch.tune.driver import configure_driver
 
-    sweep.configure_driver()
-    spec = _load(args.space, args.num_samples)
+    configure_driver()
+    spec = _load(args.space, args.num_samples, args.set)
+    folder = new_folder(spec, args.storage, args.name)
     _refuse_missing_data(spec)
-    folder = sweep.new_folder(spec, args.storage, args.name)
-    if sweep.holds_sweep(folder):
+    # Checking that the folder holds no sweep and starting one are one step: two `run --name X`
+    # started together give one sweep, and the other is refused like a folder with a sweep.
+    with locked_sweep_folder(
+        folder,
+        "dirsearch run",
+        lambda holder: (
+            f"{folder}: already holds a sweep, {holder}; start a new one with another --name"
+        ),
+    ):
+        return _start_sweep(args, spec, folder)
+
+
+def _start_sweep(args: argparse.Namespace, spec: SweepSpec, folder: str) -> int:
+    """``run`` in its folder, which this process holds the lock of."""
+    from dirsearch.tracking.callback import SweepTracker
+    from dirsearch.tracking.run_layout import start_sweep_runs
+    from dirsearch.tracking.store import tracking_uri
+    from dirsearch.tune.driver import check_cluster, start_ray
+    from dirsearch.tune.runner import run
+
+    if holds_sweep(folder):
         raise ConfigError(
             f"{folder}: already holds a sweep; continue it with `dirsearch resume {folder}` or "
             f"start a new one with another --name"
         )
     # Before Ray starts: an unreachable tracking server is a one-line error, not a lost sweep.
-    tracking.start_sweep_runs(spec, folder, tracking.tracking_uri(folder, args.tracking_uri))
-    tracker = tracking.SweepTracker(spec, folder)
-    sweep.start_ray(args.address)
-    sweep.check_cluster(spec)
-    text = args.space.read_text()
-    return _outcome(lambda: sweep.run(spec, text, folder, callbacks=[tracker]), folder, tracker)
+    start_sweep_runs(spec, folder, tracking_uri(folder, args.tracking_uri))
+    tracker = SweepTracker(spec, folder)
+    start_ray(args.address)
+    check_cluster(spec)
+    text = args.space.read_text() + set_note(args.set)
+    return _outcome(lambda: run(spec, text, folder, callbacks=[tracker]), folder, tracker)
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from dirsearch.tracking import tracker as tracking
-    from dirsearch.tune import runner as sweep
+    sigterm_as_ctrl_c()
+    from dirsearch.tune.driver import configure_driver
 
-    sweep.configure_driver()
-    folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
-    spec = sweep.load_spec(folder)
+    configure_driver()
+    folder = _folder(args.folder)
+    spec = load_spec(folder)
     _refuse_missing_data(spec)
-    tracking.start_sweep_runs(spec, folder, args.tracking_uri)
-    tracker = tracking.SweepTracker(spec, folder)
-    sweep.start_ray(args.address)
-    sweep.check_cluster(spec)
-    return _outcome(lambda: sweep.resume(folder, callbacks=[tracker]), folder, tracker)
+    with locked_sweep_folder(
+        folder,
+        "dirsearch resume",
+        lambda holder: f"{folder}: the sweep is {holder}; one process at a time can run it",
+    ):
+        return _resume_sweep(args, spec, folder)
 
 
-def _refuse_missing_data(spec) -> None:  # spec: a SweepSpec (imported lazily)
+def _resume_sweep(args: argparse.Namespace, spec: SweepSpec, folder: str) -> int:
+    """``resume`` in its folder, which this process holds the lock of."""
+    from dirsearch.tracking.callback import SweepTracker
+    from dirsearch.tracking.run_layout import start_sweep_runs
+    from dirsearch.tune.driver import check_cluster, start_ray
+    from dirsearch.tune.runner import resume
+
+    start_sweep_runs(spec, folder, args.tracking_uri)
+    tracker = SweepTracker(spec, folder)
+    start_ray(args.address)
+    check_cluster(spec)
+    return _outcome(lambda: resume(folder, callbacks=[tracker]), folder, tracker)
+
+
+def _folder(given: str) -> str:
+    """A sweep folder as given: a URI as it is, a local path made absolute."""
+    return given if "://" in given else str(Path(given).resolve())
+
+
+def _refuse_missing_data(spec: SweepSpec) -> None:
     """Missing data is found before Ray starts (seconds), not by the first trial."""
-    from dirsearch.sweep.spec import environment_problems
-
     problems = environment_problems(spec, gpus_available=None)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -160,11 +224,11 @@ def _outcome(start, folder: str, tracker) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from dirsearch.sweep.spec import environment_problems
-
-    spec = _load(args.space)
+    spec = _load(args.space, sets=args.set)
     if not args.no_environment:
-        problems = environment_problems(spec, _local_gpus())
+        # Counting GPUs needs torch (seconds to import): only when the file asks for them.
+        gpus = _local_gpus() if spec.search.resources.gpu > 0 else None
+        problems = environment_problems(spec, gpus)
         if problems:
             raise ConfigError("\n".join(problems))
     print(summary(spec))
@@ -177,68 +241,20 @@ def _local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def summary(spec) -> str:
-    """The resolved sweep in a few lines: what is fixed, what is searched, budget, resources."""
-    from dirsearch.config.trial import TrialConfig
-    from dirsearch.tune.runner import total_trials
-
-    search = spec.search
-    fixed = _flat(spec.fixed)
-    defaults = _flat(TrialConfig().to_dict())
-    changed = {key: value for key, value in fixed.items() if defaults.get(key) != value}
-    lines = [f"{spec.source}: valid", f"experiment: {spec.experiment}", "fixed (non-default):"]
-    lines += [f"  {key}: {value}" for key, value in changed.items()]
-    lines.append(f"dimensions ({len(spec.dimensions)}):")
-    lines += [f"  {dimension.describe()}" for dimension in spec.dimensions]
-    scheduler = search.scheduler
-    schedule = (
-        f"asha (grace {scheduler.grace_period}, reduction {scheduler.reduction_factor}, "
-        f"max {spec.epochs} epochs)"
-        if scheduler.name == "asha"
-        else "fifo"
-    )
-    lines += [
-        f"search: {search.searcher.name}, {search.mode} {search.metric}, scheduler {schedule}",
-        f"budget: {total_trials(spec)} trials x {search.repeats} seed(s) x up to {spec.epochs} "
-        f"epochs, {len(spec.points)} given point(s)"
-        + (
-            f", confirm top {search.confirm.top_k} with {search.confirm.seeds} fresh seeds"
-            if search.confirm.top_k
-            else ""
-        ),
-        f"resources: {search.resources.cpu:g} CPU, {search.resources.gpu:g} GPU per trial, "
-        f"{search.max_concurrent} at a time",
-    ]
-    return "\n".join(lines)
-
-
-def _flat(mapping: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def report_command(args: argparse.Namespace) -> int:
-    from dirsearch.sweep.records import leaderboard_rows, markdown, read_text, read_trials
-    from dirsearch.tune.runner import load_spec
-
-    folder = args.folder if "://" in args.folder else str(Path(args.folder).resolve())
+    folder = _folder(args.folder)
     spec = load_spec(folder)
-    leaderboard = read_text(f"{folder}/leaderboard.md")
+    leaderboard = read_text(f"{folder}/{LEADERBOARD_MD}")
     if leaderboard is None:  # still running, or stopped: read the trial folders themselves
         records = read_trials(folder)
         rows = leaderboard_rows(records, spec.search.metric, spec.search.mode, spec.epochs)
         leaderboard = markdown(rows)
     print(f"sweep {spec.experiment} ({folder})\n\nleaderboard (by {spec.search.metric}):")
     print(leaderboard.rstrip())
-    for name in ("confirm.md", "results.md"):
+    for name in (CONFIRM_MD, RESULTS_MD):
         text = read_text(f"{folder}/{name}")
         if text is not None:
             print(f"\n{text.rstrip()}")
-    if read_text(f"{folder}/results.md") is None:
+    if read_text(f"{folder}/{RESULTS_MD}") is None:
         print(f"\nno test table yet: the sweep has not finished (dirsearch resume {folder})")
     return 0

@@ -8,13 +8,16 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dirsearch.cli.exit_codes import EXIT_DIVERGED, EXIT_INTERRUPTED
+from dirsearch.cli.set_argument import add_set_argument
+from dirsearch.common.files import write_atomically
+from dirsearch.common.stop_signals import sigterm_as_ctrl_c
 from dirsearch.errors import ConfigError, DataError, DirsearchError
 
-EXIT_DIVERGED = 1
-EXIT_INTERRUPTED = 130
-"""What shells report for a process stopped by Ctrl-C (128 + SIGINT)."""
+if TYPE_CHECKING:
+    from dirsearch.config.trial import TrialConfig
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
@@ -37,6 +40,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
+    add_set_argument(parser, "a trial path")
     parser.set_defaults(handler=run_train_command)
 
 
@@ -49,15 +53,32 @@ def _latest_checkpoint(out: Path) -> Path | None:
 
 
 def run_train_command(args: argparse.Namespace) -> int:
+    sigterm_as_ctrl_c()  # `kill`, `timeout`, SLURM: stopped as by Ctrl-C, with the resume hint
+    from dirsearch.sweep.folder_lock import locked_folder
+    from dirsearch.sweep.set_options import load_trial_config_with_sets
+
+    config = load_trial_config_with_sets(args.config, args.set)
+    out = (args.out or Path("runs") / args.config.stem).resolve()
+    created = not out.exists()
+    # One process per output folder: the check for a run in it and the run are one step, and a
+    # failing train cannot remove a folder another one is writing.
+    with locked_folder(
+        out,
+        "dirsearch train",
+        lambda holder: f"{args.config}: {out} is {holder}; wait for it or pass another --out",
+        remove_if_unused=created,
+    ):
+        return _train(args, config, out, created)
+
+
+def _train(args: argparse.Namespace, config: TrialConfig, out: Path, created: bool) -> int:
+    """``train`` in ``out``, which this process holds the lock of (``created``: by this run)."""
     # Imported here: torch and the data stack take seconds, which `dirsearch --help` should not.
     import yaml
 
-    from dirsearch.config.trial import load_trial_config
     from dirsearch.sweep.tables import result_table
-    from dirsearch.train.trainer import run_trial
+    from dirsearch.train.loop import run_trial
 
-    config = load_trial_config(args.config)
-    out = (args.out or Path("runs") / args.config.stem).resolve()
     latest = _latest_checkpoint(out)
     if latest is not None and not args.resume:
         raise ConfigError(
@@ -68,9 +89,10 @@ def run_train_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.config}: --resume given but {out} holds no checkpoint to resume from"
         )
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    # Whole files or none (a crash must not leave a torn config or result behind).
+    write_atomically(
+        out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode()
+    )
     print(f"training {args.config} -> {out}", flush=True)
     try:
         result = run_trial(
@@ -104,14 +126,14 @@ def run_train_command(args: argparse.Namespace) -> int:
     table = result_table(result.test_metrics)
     print(f"\nbest epoch {result.best_epoch} (by {config.train.select_metric}); test split:")
     print(table)
-    (out / "results.md").write_text(table + "\n")
+    write_atomically(out / "results.md", (table + "\n").encode())
     summary = {
         "best_epoch": result.best_epoch,
         "select_metric": config.train.select_metric,
         "test": result.test_metrics,
         "history": result.history,
     }
-    (out / "results.json").write_text(json.dumps(_nan_to_null(summary), indent=2))
+    write_atomically(out / "results.json", json.dumps(_nan_to_null(summary), indent=2).encode())
     return 0
 
 

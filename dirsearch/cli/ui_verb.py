@@ -8,21 +8,11 @@ the server on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from dirsearch.errors import ConfigError
-
-HOST = "127.0.0.1"
-READY_TIMEOUT_S = 180.0
-"""A cold ``mlflow server`` start (imports, schema check) takes 5-50 s on a busy 2-core box."""
+from dirsearch.tracking.server import HOST, free_port, start_server, stop_server, wait_ready
 
 
 def add_ui_command(commands: argparse._SubParsersAction) -> None:
@@ -38,68 +28,9 @@ def add_ui_command(commands: argparse._SubParsersAction) -> None:
     ui.set_defaults(handler=ui_command)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(
-    backend_uri: str, port: int, *, artifacts: str | None = None, log: Path | None = None
-) -> subprocess.Popen:
-    """An ``mlflow server`` child process (one worker: one user, and a quick start)."""
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend_uri,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    if artifacts:
-        command += ["--artifacts-destination", artifacts]
-    output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child owns it)
-    return subprocess.Popen(
-        command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def wait_ready(process: subprocess.Popen, url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Until ``url/health`` answers; a server that exits or never answers is a ConfigError."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigError(f"mlflow server exited with code {process.returncode} at start")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    stop_server(process)
-    raise ConfigError(f"mlflow server did not answer at {url} within {timeout_s:g} s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (mlflow runs uvicorn as a child) and wait for it."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def store_of(folder: str | None, uri: str | None) -> tuple[str, str | None, str | None]:
     """(backend store URI, experiment id, parent run id) for a sweep folder or a given URI."""
-    from dirsearch.tracking.tracker import RunMap
+    from dirsearch.tracking.run_map import RunMap
 
     if uri:
         return uri, None, None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dirsearch.common.formatting import shortened
 from dirsearch.data.base import Batch, BatchDataset, DataBundle, Split
 from dirsearch.data.csv_table import (
     SPLIT_NAMES,
@@ -92,13 +93,21 @@ class ImageFiles:
 
     @classmethod
     def check(cls, table: Table, root: Path) -> ImageFiles:
-        """Resolve every row's path under ``root``; all files must exist before anything runs."""
+        """Resolve every row's path under ``root``; all files must exist before anything runs.
+        A path that leaves ``root`` (absolute, or through '..') is refused: a CSV from elsewhere
+        must not read files outside the image folder. The check is on the path as written, so
+        links the owner of ``root`` put inside it are followed as before."""
         if not root.is_dir():
             raise DataError(f"{root}: image root folder not found")
         paths = []
         digest = hashlib.sha256()
         for index, cell in enumerate(table.column(PATH_COLUMN)):
-            path = root / cell.strip()
+            path = Path(os.path.normpath(root / cell.strip()))
+            if not path.is_relative_to(root):
+                raise DataError(
+                    f"{table.where(index, PATH_COLUMN)}: {shortened(cell.strip(), 80)!r} is "
+                    f"outside the image folder {root} (a path relative to it, without '..')"
+                )
             try:
                 status = path.stat()
             except OSError:

@@ -1,46 +1,29 @@
 """The DIR numerical core: binning, LDS weights, the FDS layer, losses and shot metrics.
 
-Pure torch / numpy / scipy, importable without Ray or MLflow.
+Pure torch / numpy / scipy, importable without Ray or MLflow. Names are loaded on first use, so
+reading the plain ones (``KERNELS``, ``LOSS_NAMES``, ``Binning``) does not import torch.
 """
 
-from dirsearch.imbalance.bins import Binning
-from dirsearch.imbalance.fds import FDS, FeatureMoments
-from dirsearch.imbalance.kernels import KERNELS, kernel_window
-from dirsearch.imbalance.lds import REWEIGHTS, LabelDensity, bin_weights, label_density, lds_weights
-from dirsearch.imbalance.losses import (
-    LOSS_NAMES,
-    BalancedMSE,
-    loss_parameters,
-    ranksim_loss,
-    weighted_loss,
-)
-from dirsearch.imbalance.metrics import (
-    REGIONS,
-    PerBinErrors,
-    flatten_metrics,
-    per_bin_errors,
-    shot_metrics,
-)
+from dirsearch.common.lazy_exports import lazy_exports
 
-__all__ = [
-    "FDS",
-    "KERNELS",
-    "LOSS_NAMES",
-    "REGIONS",
-    "REWEIGHTS",
-    "BalancedMSE",
-    "Binning",
-    "FeatureMoments",
-    "LabelDensity",
-    "PerBinErrors",
-    "bin_weights",
-    "flatten_metrics",
-    "kernel_window",
-    "label_density",
-    "lds_weights",
-    "loss_parameters",
-    "per_bin_errors",
-    "ranksim_loss",
-    "shot_metrics",
-    "weighted_loss",
-]
+_MODULES = {
+    "bins": ("Binning",),
+    "conr": ("conr_loss",),
+    "fds": ("FDS", "FeatureMoments"),
+    "kernels": ("kernel_window",),
+    "lds": ("LabelDensity", "bin_weights", "label_density", "lds_weights"),
+    "losses": ("BalancedMSE", "ranksim_loss", "weighted_loss"),
+    "metrics": (
+        "PerBinErrors",
+        "flatten_metrics",
+        "nested_metrics",
+        "per_bin_errors",
+        "shot_metrics",
+    ),
+    "vocabulary": ("KERNELS", "LOSS_NAMES", "REGIONS", "REWEIGHTS", "loss_parameters"),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names},
+)

@@ -1,18 +1,23 @@
 """Target -> bin mapping shared by LDS, FDS and the shot metrics.
 
 One object decides which bin a target falls in, so the loss weights, the FDS statistics and the
-many/medium/few regions can never disagree about it.
+many/medium/few regions can never disagree about it. The config check builds bins too and must not
+import torch, so torch is only touched for tensors (which exist only once torch is imported).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
-ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:
+    import torch
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", "np.ndarray", "torch.Tensor")
 
 EDGE_TOLERANCE = 1e-6
 """Fraction of a bin width by which a target may fall short of an edge and still count as on it.
@@ -32,9 +37,16 @@ def check_finite(name: str, values: np.ndarray) -> None:
         )
 
 
+def torch_of(values: Any) -> ModuleType | None:
+    """torch, when ``values`` is a tensor; None otherwise (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(values, torch.Tensor) else None
+
+
 def as_numpy(name: str, values: np.ndarray | torch.Tensor) -> np.ndarray:
     """A flat float64 copy of ``values`` (array or tensor on any device)."""
-    if isinstance(values, torch.Tensor):
+    torch = torch_of(values)
+    if torch is not None:
         values = values.detach().to("cpu", torch.float64).numpy()
     array = np.asarray(values, dtype=np.float64)
     if array.ndim > 1 and array.size != array.shape[0]:
@@ -75,7 +87,8 @@ class Binning:
     def index(self, targets: ArrayOrTensor) -> ArrayOrTensor:
         """Bin of each target, clipped into ``[0, count)``: int64 array, or long tensor on the
         targets' device. Never reads tensor values on the host, so it cannot stall a GPU."""
-        if isinstance(targets, torch.Tensor):
+        torch = torch_of(targets)
+        if torch is not None:
             scaled = (targets.to(torch.float64) - self.start) / self.width
             bins = torch.floor(scaled + EDGE_TOLERANCE).clamp_(0, self.count - 1)
             return bins.to(torch.long)
@@ -85,6 +98,7 @@ class Binning:
     def histogram(self, targets: ArrayOrTensor) -> ArrayOrTensor:
         """Number of targets per bin (int64), as an array or a tensor like the input."""
         check_finite("targets", as_numpy("targets", targets))
-        if isinstance(targets, torch.Tensor):
+        torch = torch_of(targets)
+        if torch is not None:
             return torch.bincount(self.index(targets.reshape(-1)), minlength=self.count)
         return np.bincount(self.index(np.ravel(targets)), minlength=self.count).astype(np.int64)

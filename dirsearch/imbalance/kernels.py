@@ -6,7 +6,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal.windows import triang
 
-KERNELS = ("gaussian", "triang", "laplace")
+from dirsearch.imbalance.vocabulary import KERNELS
 
 
 def check_kernel(kernel: str, ks: int, sigma: float) -> None:

@@ -10,8 +10,8 @@ from scipy.ndimage import convolve1d
 
 from dirsearch.imbalance.bins import Binning, as_numpy, check_finite
 from dirsearch.imbalance.kernels import check_kernel, kernel_window
+from dirsearch.imbalance.vocabulary import REWEIGHTS
 
-REWEIGHTS = ("none", "inverse", "sqrt_inv")
 INVERSE_CLIP = (5.0, 1000.0)
 """The inverse scheme clips counts into this range, so one-sample bins cannot dominate the loss."""
 

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dirsearch.imbalance.vocabulary import LOSS_DEFAULTS, LOSS_NAMES
+
 __all__ = [
     "LOSS_NAMES",
     "BalancedMSE",
     "blackbox_rank",
-    "loss_parameters",
     "ranksim_loss",
     "unique_label_subset",
     "weighted_loss",
@@ -50,14 +51,19 @@ def _flatten_pair(preds: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Flatten both and check they pair up; broadcasting (N,1) against (N,) would silently build
     an N x N loss, which is the bug this guards against."""
     flat_preds, flat_targets = _flatten("preds", preds), _flatten("targets", targets)
-    if flat_preds.shape[0] != flat_targets.shape[0]:
-        raise ValueError(
-            f"preds and targets must have the same length, got preds {flat_preds.shape[0]} "
-            f"and targets {flat_targets.shape[0]}"
-        )
-    if flat_preds.shape[0] == 0:
-        raise ValueError("preds and targets must hold at least one sample, got 0")
+    _check_pair("preds", flat_preds.shape[0], "targets", flat_targets.shape[0])
     return flat_preds, flat_targets
+
+
+def _check_pair(first: str, first_length: int, second: str, second_length: int) -> None:
+    """Two per-sample inputs must pair up one to one and hold at least one sample."""
+    if first_length != second_length:
+        raise ValueError(
+            f"{first} and {second} must have the same length, got {first} {first_length} "
+            f"and {second} {second_length}"
+        )
+    if first_length == 0:
+        raise ValueError(f"{first} and {second} must hold at least one sample, got 0")
 
 
 # --- point losses ---------------------------------------------------------------------------
@@ -96,23 +102,17 @@ def _focal_l1(error: Tensor, *, beta: float, gamma: float, activation: str) -> T
     return _l1(error) * _focal_factor(error, beta=beta, gamma=gamma, activation=activation)
 
 
-_FOCAL_DEFAULTS: dict[str, object] = {"beta": 0.2, "gamma": 1.0, "activation": "sigmoid"}
-
-# name -> (per-sample loss of the error, default parameters)
-_LOSSES: dict[str, tuple[Callable[..., Tensor], dict[str, object]]] = {
-    "mse": (_mse, {}),
-    "l1": (_l1, {}),
-    "huber": (_huber, {"beta": 1.0}),
-    "focal_mse": (_focal_mse, _FOCAL_DEFAULTS),
-    "focal_l1": (_focal_l1, _FOCAL_DEFAULTS),
+_POINT_LOSSES: dict[str, Callable[..., Tensor]] = {
+    "mse": _mse,
+    "l1": _l1,
+    "huber": _huber,
+    "focal_mse": _focal_mse,
+    "focal_l1": _focal_l1,
 }
-
-LOSS_NAMES: tuple[str, ...] = tuple(_LOSSES)
-
-
-def loss_parameters(name: str) -> tuple[str, ...]:
-    """The keyword parameters loss ``name`` accepts (for config validation)."""
-    return tuple(_LOSSES[name][1])
+# name -> (per-sample loss of the error, default parameters); the names are the vocabulary's.
+_LOSSES: dict[str, tuple[Callable[..., Tensor], dict[str, object]]] = {
+    name: (_POINT_LOSSES[name], defaults) for name, defaults in LOSS_DEFAULTS.items()
+}
 
 
 def _resolve_params(name: str, params: dict[str, object]) -> dict[str, object]:
@@ -267,13 +267,7 @@ def ranksim_loss(
     if features.ndim != 2:
         raise ValueError(f"features must have shape (N, D), got {tuple(features.shape)}")
     flat = _flatten("targets", targets)
-    if features.shape[0] != flat.shape[0]:
-        raise ValueError(
-            f"features and targets must have the same length, got features {features.shape[0]} "
-            f"and targets {flat.shape[0]}"
-        )
-    if flat.shape[0] == 0:
-        raise ValueError("features and targets must hold at least one sample, got 0")
+    _check_pair("features", features.shape[0], "targets", flat.shape[0])
     keep = unique_label_subset(flat, generator)
     unit = F.normalize(features[keep], dim=1)
     labels = flat[keep]

@@ -9,9 +9,6 @@ import torch
 
 from dirsearch.imbalance.bins import Binning, as_numpy, check_finite
 
-REGIONS = ("all", "many", "medium", "few")
-STATISTICS = ("mae", "mse", "gm")
-
 
 @dataclass(frozen=True)
 class PerBinErrors:
@@ -119,3 +116,14 @@ def flatten_metrics(metrics: dict[str, dict[str, float]], prefix: str) -> dict[s
         for region, values in metrics.items()
         for name, value in values.items()
     }
+
+
+def nested_metrics(flat: dict[str, float], prefix: str) -> dict[str, dict[str, float]]:
+    """``{"test/few/mae": x}`` -> ``{"few": {"mae": x}}``: the inverse of ``flatten_metrics``
+    (keys without ``prefix`` are left out)."""
+    nested: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == prefix:
+            nested.setdefault(parts[1], {})[parts[2]] = value
+    return nested

@@ -1,18 +1,19 @@
-"""Models for DIR: a named backbone, an optional FDS layer and a one-output linear regressor."""
+"""Models for DIR: a named backbone, an optional FDS layer and a one-output linear regressor.
 
-from __future__ import annotations
+Names are loaded on first use, so ``ARCHITECTURES`` can be read without importing torch.
+"""
 
-from dirsearch.models.backbones import ARCHITECTURES, build_backbone, feature_dim
-from dirsearch.models.factory import build_model
-from dirsearch.models.pretrained import load_backbone_weights
-from dirsearch.models.regressor import DIRRegressor, RegressorOutput
+from dirsearch.common.lazy_exports import lazy_exports
 
-__all__ = [
-    "ARCHITECTURES",
-    "DIRRegressor",
-    "RegressorOutput",
-    "build_backbone",
-    "build_model",
-    "feature_dim",
-    "load_backbone_weights",
-]
+_MODULES = {
+    "architectures": ("ARCHITECTURES",),
+    "backbones": ("build_backbone", "feature_dim"),
+    "factory": ("build_model",),
+    "pretrained": ("load_backbone_weights",),
+    "regressor": ("DIRRegressor", "RegressorOutput"),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names},
+)

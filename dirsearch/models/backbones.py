@@ -14,10 +14,11 @@ from torch import nn
 from torchvision.models import resnet
 
 from dirsearch.errors import ConfigError
-
-IMAGE_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "small_cnn")
-VECTOR_ARCHITECTURES = ("mlp",)
-ARCHITECTURES = (*IMAGE_ARCHITECTURES, *VECTOR_ARCHITECTURES)
+from dirsearch.models.architectures import (
+    ARCHITECTURES,
+    IMAGE_ARCHITECTURES,
+    VECTOR_ARCHITECTURES,
+)
 
 _RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
     "resnet18": resnet.resnet18,

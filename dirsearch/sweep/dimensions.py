@@ -15,10 +15,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dirsearch.common.formatting import format_setting
+from dirsearch.sweep.paths import get_path, set_path, with_overrides
+
 KINDS = ("choice", "uniform", "loguniform", "int")
+
+
 OPTUNA_SCALARS = (type(None), bool, int, float, str)
-MISSING = object()
-"""A path that the resolved mapping does not hold (distinct from a null value)."""
 
 
 class Suggester(Protocol):
@@ -44,7 +47,7 @@ class Condition:
     def describe(self) -> str:
         if self.values == (True,):
             return self.path
-        shown = ", ".join(format_value(value) for value in self.values)
+        shown = ", ".join(format_setting(value) for value in self.values)
         return f"{self.path} in [{shown}]" if len(self.values) > 1 else f"{self.path} = {shown}"
 
 
@@ -101,7 +104,7 @@ class Dimension:
 
     def describe(self) -> str:
         if self.kind == "choice":
-            body = "choice [" + ", ".join(format_value(value) for value in self.values) + "]"
+            body = "choice [" + ", ".join(format_setting(value) for value in self.values) + "]"
         elif self.kind == "int":
             step = f" step {self.step}" if self.step != 1 else ""
             body = f"int [{int(self.low)}, {int(self.high)}]{step}{' log' if self.log else ''}"
@@ -143,60 +146,18 @@ def label_of(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
-def format_value(value: Any) -> str:
-    """A value as it would be written in the YAML file (null, true, 0.5, {name: l1})."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {format_value(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(format_value(item) for item in value) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def grid_size_bound(dimensions: list[Dimension]) -> int:
+    """The product of the choice counts: the grid's size when every condition holds, an upper
+    bound otherwise, known without listing a single point."""
+    return math.prod(len(dimension.values) for dimension in dimensions)
 
 
-def get_path(mapping: Any, path: str) -> Any:
-    """The value at a dotted path, or MISSING. A string where a mapping is expected is the
-    ``name`` shorthand (``loss: l1`` is ``loss: {name: l1}``), so ``train.loss.name`` reads it."""
-    value = mapping
-    for key in path.split("."):
-        if isinstance(value, str) and key == "name":
-            return value
-        if not isinstance(value, dict) or key not in value:
-            return MISSING
-        value = value[key]
-    return value
-
-
-def set_path(mapping: dict[str, Any], path: str, value: Any) -> None:
-    """Set a dotted path, creating mappings on the way (and expanding the name shorthand)."""
-    *parents, last = path.split(".")
-    node = mapping
-    for key in parents:
-        child = node.get(key)
-        if isinstance(child, str):
-            child = {"name": child}
-        elif not isinstance(child, dict):
-            child = {}
-        node[key] = child
-        node = child
-    node[last] = copy.deepcopy(value)
-
-
-def with_overrides(fixed: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The trial mapping: the fixed part with each dotted override applied, in order."""
-    mapping = copy.deepcopy(fixed)
-    for path, value in overrides.items():
-        set_path(mapping, path, value)
-    return mapping
-
-
-def grid_points(dimensions: list[Dimension], fixed: dict[str, Any]) -> list[dict[str, Any]]:
+def grid_points(
+    dimensions: list[Dimension], fixed: dict[str, Any], limit: int | None = None
+) -> list[dict[str, Any]] | None:
     """Every combination of the (choice) dimensions whose conditions hold; inactive dimensions
-    are left out, so combinations that differ only in an unused knob appear once."""
+    are left out, so combinations that differ only in an unused knob appear once. None as soon
+    as there are more than ``limit`` (the listing stops there instead of filling memory)."""
     points: list[dict[str, Any]] = [{}]
     for dimension in dimensions:
         expanded = []
@@ -205,5 +166,7 @@ def grid_points(dimensions: list[Dimension], fixed: dict[str, Any]) -> list[dict
                 expanded.extend({**point, dimension.path: value} for value in dimension.values)
             else:
                 expanded.append(point)
+            if limit is not None and len(expanded) > limit:
+                return None
         points = expanded
     return points

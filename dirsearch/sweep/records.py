@@ -1,49 +1,33 @@
-"""Trials of a sweep read from its folder, ranked, and written as Markdown and CSV tables.
+"""Trials of a sweep as their folders tell them.
 
 Reads only the files Ray Tune leaves in each trial folder (``params.json``: the sampled values;
-``result.json``: one JSON line per report; ``error.txt`` when it failed), through pyarrow's file
-systems, so the same code serves a local folder, a shared path or an object store, and
-``dirsearch report`` needs no running Ray.
+``result.json``: one JSON line per report; ``error.txt`` when it failed), through the sweep
+folder's file systems, so the same code serves a local folder, a shared path or an object store.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
 import math
 import re
-import statistics
-from collections.abc import Iterable
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyarrow import fs as pafs
 
-from dirsearch.imbalance.metrics import REGIONS, STATISTICS
-from dirsearch.sweep.dimensions import format_value as format_setting
-from dirsearch.sweep.tables import REGION_TITLES, format_value
-
-TRIAL_PREFIX = "trial_"
-"""Trial folders are ``trial_<number>_<id>`` (see ``trial_folder_name``)."""
-
-
-def trial_number(trial: Any) -> int:
-    """A Ray trial's creation order, from 1: the prefix of its experiment tag ("3_lr=0.1")."""
-    return int(str(trial.experiment_tag).split("_", 1)[0])
-
-
-def parse_folder_name(name: str) -> tuple[int, str]:
-    """(number, trial id) of a trial folder name."""
-    number, trial_id = name.removeprefix(TRIAL_PREFIX).split("_", 1)
-    return int(number), trial_id
-
-
-def trial_folder_name(trial: Any) -> str:
-    """Named by number and id only: sampled values (loss mappings, say) make poor names."""
-    return f"{TRIAL_PREFIX}{trial_number(trial):04d}_{trial.trial_id}"
-
+from dirsearch.common.objective_mode import sign, worst
+from dirsearch.sweep.folder import (
+    ERROR_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    TRIAL_PREFIX,
+    filesystem,
+    parse_folder_name,
+    read_text,
+)
+from dirsearch.sweep.statuses import trial_status
 
 DIVERGED_SENTINEL = 1.0e9
 """What a diverged trial reports as its objective (mode min; negated for max): finite, so the
@@ -67,61 +51,38 @@ class TrialRecord:
 
     def status(self, max_epochs: int) -> str:
         last = self.history[-1] if self.history else {}
-        if last.get("status") == "diverged":
-            return f"diverged at epoch {self.epochs + 1}"
-        if self.errored:
-            return "errored"
-        if self.epochs >= max_epochs:
-            return "completed"
-        if not self.history:
-            return "not started"
-        return f"stopped at epoch {self.epochs}"
+        return trial_status(
+            self.epochs,
+            max_epochs,
+            diverged=last.get("status") == "diverged",
+            errored=self.errored,
+            started=bool(self.history),
+        )
 
     def best(self, metric: str, mode: str) -> dict[str, Any] | None:
         """The report with the best ``metric`` (the epoch the trainer kept as best)."""
         rows = [r for r in self.history if _finite(r.get(metric)) and r.get("status") != "diverged"]
         if not rows:
             return None
-        pick = min if mode == "min" else max
-        return pick(rows, key=lambda row: row[metric])
+        return min(rows, key=lambda row: sign(mode) * row[metric])
 
     def score(self, metric: str, mode: str) -> float:
         """The objective for ranking: the best value, or the worst possible without one."""
         best = self.best(metric, mode)
-        if best is None:
-            return math.inf if mode == "min" else -math.inf
-        return float(best[metric])
+        return worst(mode) if best is None else float(best[metric])
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow file system and path of a local folder or a URI (s3://, gs://, ...)."""
-    if "://" in location:
-        return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), location
-
-
-def read_text(location: str) -> str | None:
-    """A file's text, or None when it does not exist."""
-    system, path = filesystem(location)
-    if system.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with system.open_input_stream(path) as stream:
-        return stream.read().decode()
-
-
-def write_text(location: str, text: str) -> None:
-    system, path = filesystem(location)
-    system.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with system.open_output_stream(path) as stream:
-        stream.write(text.encode())
-
-
 def read_trials(experiment: str) -> list[TrialRecord]:
-    """Every trial folder directly under an experiment folder, in trial order."""
+    """Every trial folder directly under an experiment folder, in trial order.
+
+    What does not read is skipped with a warning, so that one bad file cannot keep ``report``
+    or the end of the sweep from working: a folder whose name is not a trial's
+    (``trial_<number>_<id>``), a trial whose params.json is no JSON object, and a result line
+    that is none (Ray appends one line per epoch: a crash can leave the last one cut short)."""
     system, path = filesystem(experiment)
     infos = system.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     records = []
@@ -129,20 +90,57 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         if info.type != pafs.FileType.Directory or not info.base_name.startswith(TRIAL_PREFIX):
             continue
         folder = f"{experiment.rstrip('/')}/{info.base_name}"
-        params = read_text(f"{folder}/params.json")
-        results = read_text(f"{folder}/result.json") or ""
-        number, trial_id = parse_folder_name(info.base_name)
-        history = retried_last([json.loads(line) for line in results.splitlines() if line.strip()])
+        try:
+            number, trial_id = parse_folder_name(info.base_name)
+        except ValueError:
+            warn(f"{folder}: not a trial folder (trial_<number>_<id>); skipped")
+            continue
+        params = read_text(f"{folder}/{PARAMS_FILE}", errors="replace")
+        overrides = _json_object(params) if params else {}
+        if overrides is None:
+            warn(f"{folder}/{PARAMS_FILE}: not a JSON object; trial {number} skipped")
+            continue
+        results = read_text(f"{folder}/{RESULT_FILE}", errors="replace") or ""
+        history = retried_last(_result_rows(results, f"{folder}/{RESULT_FILE}"))
         records.append(
             TrialRecord(
                 number=number,
                 trial_id=trial_id,
-                overrides=json.loads(params) if params else {},
+                overrides=overrides,
                 history=history,
-                errored=failed_last(read_text(f"{folder}/error.txt"), history),
+                errored=failed_last(read_text(f"{folder}/{ERROR_FILE}", errors="replace"), history),
             )
         )
     return sorted(records, key=lambda record: record.number)
+
+
+def warn(message: str) -> None:
+    print(f"dirsearch: warning: {message}", file=sys.stderr)
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds, or None when it holds something else or is cut short."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _result_rows(text: str, location: str) -> list[dict[str, Any]]:
+    """The reports of a result.json, skipping (with one warning) lines that are no object."""
+    rows, skipped = [], []
+    lines = [line for line in text.splitlines() if line.strip()]
+    for number, line in enumerate(lines, start=1):
+        row = _json_object(line)
+        if row is None:
+            skipped.append(number)
+        else:
+            rows.append(row)
+    if skipped:
+        which = "the last line is" if skipped == [len(lines)] else f"lines {skipped[:5]} are"
+        warn(f"{location}: {which} not a JSON object (cut short by a crash?); skipped")
+    return rows
 
 
 def retried_last(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -173,95 +171,3 @@ def failed_last(error_text: str | None, history: list[dict[str, Any]]) -> bool:
         return True
     failed_at = datetime.datetime.strptime(failures[-1], "%Y-%m-%d_%H-%M-%S").timestamp()
     return last <= failed_at
-
-
-def ranked(records: Iterable[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
-    """Best first; ties keep trial order."""
-    sign = 1 if mode == "min" else -1
-    return sorted(records, key=lambda r: (sign * r.score(metric, mode), r.number))
-
-
-def leaderboard_rows(
-    records: list[TrialRecord], metric: str, mode: str, max_epochs: int
-) -> list[dict[str, Any]]:
-    """One row per trial, best first: sampled values, status, epochs, best val metrics."""
-    searched = sorted({path for record in records for path in record.overrides})
-    rows = []
-    for rank, record in enumerate(ranked(records, metric, mode), start=1):
-        best = record.best(metric, mode) or {}
-        row: dict[str, Any] = {
-            "rank": rank,
-            "trial": record.number,
-            "status": record.status(max_epochs),
-            "epochs": record.epochs,
-            "best_epoch": int(best["epoch"]) if "epoch" in best else None,
-        }
-        for path in searched:
-            row[path] = format_setting(record.overrides[path]) if path in record.overrides else ""
-        for region in REGIONS:
-            row[f"val/{region}/mae"] = best.get(f"val/{region}/mae")
-        row[metric] = best.get(metric)
-        rows.append(row)
-    return rows
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of dict rows (numbers with three decimals, missing as '-')."""
-    if not rows:
-        return "(no trials)"
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row[key]) for key in header) + " |")
-    return "\n".join(lines)
-
-
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return format_value(value)
-    return str(value)
-
-
-def mean_std_table(per_seed: list[dict[str, dict[str, float]]]) -> tuple[str, list[dict]]:
-    """The test table over seeds as 'mean ± std' cells (plain values for one seed), plus the
-    same numbers as CSV rows (statistic, region, mean, std, seeds)."""
-    rows, lines = [], []
-    counts = [per_seed[0][region]["n"] for region in REGIONS]
-    header = [
-        "Metric",
-        *(f"{REGION_TITLES[r]} (n={n})" for r, n in zip(REGIONS, counts, strict=True)),
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for statistic in STATISTICS:
-        cells = []
-        for region in REGIONS:
-            values = [seed[region][statistic] for seed in per_seed]
-            values = [value for value in values if _finite(value)]
-            mean = statistics.fmean(values) if values else math.nan
-            std = statistics.stdev(values) if len(values) > 1 else math.nan
-            rows.append(
-                {
-                    "metric": statistic,
-                    "region": region,
-                    "mean": mean,
-                    "std": std,
-                    "seeds": len(per_seed),
-                }
-            )
-            cell = format_value(mean)
-            if len(per_seed) > 1 and values:
-                cell += f" ± {format_value(std)}"
-            cells.append(cell)
-        lines.append("| " + " | ".join([statistic.upper(), *cells]) + " |")
-    return "\n".join(lines), rows

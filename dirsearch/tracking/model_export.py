@@ -17,10 +17,10 @@ import yaml
 from torch import nn
 
 from dirsearch.config.trial import TrialConfig
-from dirsearch.data.base import BatchTransform
-from dirsearch.imbalance import PerBinErrors, per_bin_errors, shot_metrics
-from dirsearch.train import checkpoint
-from dirsearch.train.trainer import Trainer
+from dirsearch.data.base import BatchTransform, DataBundle
+from dirsearch.imbalance import PerBinErrors, per_bin_errors
+from dirsearch.train.evaluator import Evaluator
+from dirsearch.train.model_setup import set_up
 
 CONFIG_FILE = "trial_config.yaml"
 EXAMPLE_ROWS = 4
@@ -58,30 +58,27 @@ def on_cpu(config: TrialConfig) -> TrialConfig:
     return dataclasses.replace(config, train=train)
 
 
-def split_inputs(trainer: Trainer, split_name: str, rows: int) -> torch.Tensor:
+def split_inputs(data: DataBundle, split_name: str, rows: int) -> torch.Tensor:
     """The first ``rows`` raw inputs of a split (as its dataset delivers them)."""
-    dataset = getattr(trainer.data, split_name).dataset
+    dataset = getattr(data, split_name).dataset
     inputs, _ = dataset.__getitems__(list(range(min(rows, len(dataset)))))
     return inputs
 
 
 def evaluate_best(config: TrialConfig, seed_folder: Path) -> BestModel:
     """Load the best weights of one seed's checkpoint folder and score them on the test split."""
-    trainer = Trainer(on_cpu(config))
-    trainer.model.load_state_dict(checkpoint.load(Path(seed_folder) / checkpoint.BEST_MODEL_FILE))
-    trainer.model.eval()
-    preds = trainer.predict(trainer.data.test)
-    targets, train_targets = trainer.data.test.targets, trainer.train_targets
-    shots = config.imbalance.shots
+    setup = set_up(on_cpu(config))
+    setup.load_best_weights(Path(seed_folder))
+    test, train_targets = setup.data.test, setup.data.train.targets
+    evaluator = Evaluator(setup, config.imbalance.shots)
+    preds = evaluator.predict(test)
     return BestModel(
         config=config,
-        predictor=Predictor(trainer.model, trainer.data.transform).eval(),
-        test_metrics=shot_metrics(
-            preds, targets, train_targets, trainer.binning, many=shots.many, few=shots.few
-        ),
-        per_bin=per_bin_errors(preds, targets, train_targets, trainer.binning),
+        predictor=Predictor(setup.model, setup.data.transform).eval(),
+        test_metrics=evaluator.score(preds, test),
+        per_bin=per_bin_errors(preds, test.targets, train_targets, setup.binning),
         train_targets=np.asarray(train_targets),
-        example=split_inputs(trainer, "test", EXAMPLE_ROWS).numpy(),
+        example=split_inputs(setup.data, "test", EXAMPLE_ROWS).numpy(),
     )
 
 

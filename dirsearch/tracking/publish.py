@@ -1,25 +1,97 @@
-"""The files a finished sweep leaves for its parent MLflow run: four plots and the best model.
+"""What a finished sweep publishes on its parent MLflow run: the sweep's tables and files, the
+winner's test metrics (on the winner's child run too), four plots and the best model.
 
-Written to a local folder first (the sweep folder when it is local, so they are there without
-MLflow too), then uploaded by the tracker's retrying queue.
+The plots and the model are written to a local folder first (the sweep folder when it is local,
+so they are there without MLflow too); every upload goes through the write queue.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlflow.entities import Metric, RunTag
+
+from dirsearch.common.seed_statistics import mean_std
+from dirsearch.imbalance.vocabulary import REGIONS, STATISTICS
+from dirsearch.sweep.folder import MODEL, PLOTS, SEED_FOLDER, TABLE_FILES, read_text
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.tracking import plots
-from dirsearch.tracking.model_export import BestModel, evaluate_best, save_mlflow_model
+from dirsearch.tracking.model_export import evaluate_best, save_mlflow_model
+from dirsearch.tracking.run_layout import MAX_TAG_LENGTH, RunLayout
+from dirsearch.tracking.write_queue import WriteQueue, warn
 from dirsearch.train.datasets import load_data
-from dirsearch.tune.runner import FinalResult
-from dirsearch.tune.trainable import SEED_FOLDER
+from dirsearch.tune.finish import FinalResult
 
-PLOTS = "plots"
-MODEL = "model"
+PLOTS_ARTIFACT, MODEL_ARTIFACT = "plots", "model"
+"""Their artifact paths on the parent run."""
+
+
+def publish_sweep(
+    spec: SweepSpec, folder: str, result: FinalResult, layout: RunLayout, queue: WriteQueue
+) -> None:
+    """The parent run gets the sweep's files and the winner's test metrics (mean, and std
+    over seeds when there are several); the winner's child run gets the same metrics."""
+    metrics = test_metrics(result.per_seed, int(time.time() * 1000))
+    parent = layout.runs.parent
+    texts = {name: read_text(f"{folder}/{name}") for name in TABLE_FILES}
+
+    def log_parent() -> None:
+        layout.client.log_batch(
+            parent,
+            metrics=metrics,
+            tags=[RunTag("dirsearch.winner", result.heading[:MAX_TAG_LENGTH])],
+        )
+        layout.client.log_dict(parent, spec.fixed, "fixed_config.yaml")
+        for name, text in texts.items():
+            if text is not None:
+                layout.client.log_text(parent, text, name)
+
+    queue.submit(log_parent)
+    _upload_artifacts(spec, folder, result, layout, queue)
+    if result.best is not None and result.best.trial_id in layout.runs.trials:
+        best_run = layout.runs.trials[result.best.trial_id]
+        queue.submit(
+            lambda: layout.client.log_batch(
+                best_run, metrics=metrics, tags=[RunTag("dirsearch.best", "true")]
+            )
+        )
+
+
+def test_metrics(per_seed: list[dict[str, dict[str, float]]], timestamp_ms: int) -> list[Metric]:
+    """``test/<region>/<statistic>``: the mean over seeds, plus ``..._std`` with several seeds."""
+    metrics = []
+    for region in REGIONS:
+        for statistic in STATISTICS:
+            mean, std = mean_std(seed[region][statistic] for seed in per_seed)
+            if math.isnan(mean):
+                continue
+            key = f"test/{region}/{statistic}"
+            metrics.append(Metric(key, mean, timestamp_ms, 0))
+            if len(per_seed) > 1:
+                metrics.append(Metric(f"{key}_std", std, timestamp_ms, 0))
+    return metrics
+
+
+def _upload_artifacts(
+    spec: SweepSpec, folder: str, result: FinalResult, layout: RunLayout, queue: WriteQueue
+) -> None:
+    """Plots and the best model on the parent run. A failure making them costs those files, not
+    the finished sweep: it is reported in one line."""
+    try:
+        files = write_sweep_artifacts(spec, result, folder)
+    except Exception as error:
+        warn(f"plots and model not made ({type(error).__name__}: {str(error)[:200]})")
+        return
+    parent = layout.runs.parent
+    queue.submit(lambda: layout.client.log_artifacts(parent, str(files.plots), PLOTS_ARTIFACT))
+    if files.model is not None:
+        model = str(files.model)
+        queue.submit(lambda: layout.client.log_artifacts(parent, model, MODEL_ARTIFACT))
 
 
 @dataclass(frozen=True)
@@ -28,10 +100,9 @@ class SweepArtifacts:
     """A folder of PNG files."""
     model: Path | None
     """The best trial's MLflow model folder (None after ``confirm``: no single checkpoint)."""
-    best: BestModel | None
 
 
-def local_folder(folder: str) -> Path:
+def _local_folder(folder: str) -> Path:
     """Where the files go before upload: the sweep folder, or a temporary one for a URI."""
     if "://" in folder:
         return Path(tempfile.mkdtemp(prefix="dirsearch-artifacts-"))
@@ -40,7 +111,7 @@ def local_folder(folder: str) -> Path:
 
 def write_sweep_artifacts(spec: SweepSpec, result: FinalResult, folder: str) -> SweepArtifacts:
     """The plots, and the best model when the winner is one trial with a checkpoint."""
-    target = local_folder(folder)
+    target = _local_folder(folder)
     best = None
     if result.best is not None and result.checkpoint is not None:
         config = spec.trial_config(result.best.overrides)
@@ -70,7 +141,7 @@ def write_sweep_artifacts(spec: SweepSpec, result: FinalResult, folder: str) -> 
         plots.save_png(figure, target / PLOTS / name)
     model = None
     if best is not None:
-        model = target / "best_model"
+        model = target / MODEL
         shutil.rmtree(model, ignore_errors=True)  # from a finish before a resume
         save_mlflow_model(best, model)
-    return SweepArtifacts(target / PLOTS, model, best)
+    return SweepArtifacts(target / PLOTS, model)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dirsearch.common.files import link_or_copy
 from dirsearch.errors import DataError
 
 STATE_FILE = "state.pt"
@@ -76,10 +77,7 @@ def write_epoch(
     if best_model is not None:
         save_atomically(best_model, best_path)
     elif previous is not None:
-        try:
-            os.link(previous / BEST_MODEL_FILE, best_path)
-        except OSError:
-            shutil.copy2(previous / BEST_MODEL_FILE, best_path)
+        link_or_copy(previous / BEST_MODEL_FILE, best_path)
     # Written last: a folder with state.pt is complete (an interrupted write leaves none).
     save_atomically(state, folder / STATE_FILE)
     for old in sorted(root.glob("epoch_*"))[:-KEEP_LOCAL]:

@@ -9,8 +9,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from dirsearch.sweep.dimensions import format_value
-from dirsearch.sweep.records import TrialRecord, trial_number
+from dirsearch.common.formatting import format_metric, format_overrides
+from dirsearch.common.objective_mode import better
+from dirsearch.sweep.folder import trial_number
+from dirsearch.sweep.records import TrialRecord
+from dirsearch.sweep.statuses import COMPLETED
 
 FEW_SHOT_MAE = "val/few/mae"
 
@@ -36,7 +39,7 @@ class SweepConsole(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
-        values = ", ".join(f"{k}={format_value(v)}" for k, v in record.overrides.items())
+        values = format_overrides(record.overrides)
         where = getattr(trial, "temporary_state", None)
         node = getattr(getattr(where, "location", None), "hostname", None)
         self.say(
@@ -58,19 +61,16 @@ class SweepConsole(Callback):
         record.errored = errored
         self.ended += 1
         score = record.score(self.metric, self.mode)
-        if math.isfinite(score) and record.status(self.max_epochs) == "completed":
-            better = self.best is None or (
-                score < self.best[0] if self.mode == "min" else score > self.best[0]
-            )
-            if better:
-                self.best = (score, record.number)
+        completed = math.isfinite(score) and record.status(self.max_epochs) == COMPLETED
+        if completed and better(score, self.best[0] if self.best else None, self.mode):
+            self.best = (score, record.number)
         few = (record.best(self.metric, self.mode) or {}).get(FEW_SHOT_MAE)
         line = (
             f"[{self.ended}/{self.total}] trial {record.number} {record.status(self.max_epochs)}: "
-            f"{self.metric} {_number(score)}"
+            f"{self.metric} {format_metric(score)}"
         )
         if self.metric != FEW_SHOT_MAE:  # the figure DIR is about, whatever the search optimises
-            line += f", {FEW_SHOT_MAE} {_number(few)}"
+            line += f", {FEW_SHOT_MAE} {format_metric(few)}"
         if self.best:
             line += f"; best so far {self.best[0]:.3f} (trial {self.best[1]})"
         self.say(line)
@@ -78,7 +78,3 @@ class SweepConsole(Callback):
 
 def _plain(value: Any) -> bool:
     return isinstance(value, int | float | str | bool)
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,13 +18,16 @@ from typing import Any
 import torch
 from ray import tune
 
+from dirsearch.common.files import link_or_copy
+from dirsearch.common.objective_mode import sign
+from dirsearch.common.seed_statistics import mean_std
 from dirsearch.imbalance import flatten_metrics
+from dirsearch.sweep.folder import SEED_FOLDER
 from dirsearch.sweep.records import DIVERGED_SENTINEL
 from dirsearch.sweep.spec import SweepSpec, spec_from_dict
 from dirsearch.train.checkpoint import BEST_MODEL_FILE
-from dirsearch.train.trainer import TrialResult, evaluate_checkpoint, trial_epochs
-
-SEED_FOLDER = "seed_{}"
+from dirsearch.train.evaluator import evaluate_checkpoint
+from dirsearch.train.loop import TrialResult, trial_epochs
 
 
 def seeds_of(spec: SweepSpec, overrides: dict[str, Any], repeats: int) -> list[int]:
@@ -104,8 +105,8 @@ def _restore(workdir: Path) -> Path | None:
 
 
 def _mean_metrics(per_seed: list[dict[str, float]]) -> dict[str, Any]:
-    """Each metric's mean over the seeds (NaN stays NaN: an empty region has no value)."""
-    return {key: statistics.fmean(m[key] for m in per_seed) for key in per_seed[0]}
+    """Each metric's mean over the seeds (NaN where no seed has a value: an empty region)."""
+    return {key: mean_std(m[key] for m in per_seed)[0] for key in per_seed[0]}
 
 
 def _report_with_checkpoint(metrics: dict[str, Any], folders: list[Path], workdir: Path) -> None:
@@ -113,21 +114,14 @@ def _report_with_checkpoint(metrics: dict[str, Any], folders: list[Path], workdi
     bundle = workdir / "report"
     shutil.rmtree(bundle, ignore_errors=True)
     for k, folder in enumerate(folders):
-        shutil.copytree(folder, bundle / SEED_FOLDER.format(k), copy_function=_link_or_copy)
+        shutil.copytree(folder, bundle / SEED_FOLDER.format(k), copy_function=link_or_copy)
     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(bundle)))
     shutil.rmtree(bundle, ignore_errors=True)  # Tune has persisted it by now
 
 
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def _diverged_metrics(last: dict[str, Any], result: TrialResult, sweep: SweepSpec) -> dict:
     """A finite, clearly marked objective: Optuna records the trial instead of stalling."""
-    sentinel = DIVERGED_SENTINEL if sweep.search.mode == "min" else -DIVERGED_SENTINEL
+    sentinel = sign(sweep.search.mode) * DIVERGED_SENTINEL
     return {
         **last,
         sweep.search.metric: sentinel,

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from dirsearch.common.objective_mode import better
 from dirsearch.sweep.dimensions import SearchSpace
 
 
@@ -54,11 +55,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         self.last_steps[trial_id] = step
         value = result.get(self.metric)
         if isinstance(value, int | float) and math.isfinite(value):
-            previous = self.best_values.get(trial_id)
-            better = previous is None or (
-                value < previous if self.mode == "min" else value > previous
-            )
-            if better:
+            if better(value, self.best_values.get(trial_id), self.mode):
                 self.best_values[trial_id] = float(value)
             super().on_trial_result(trial_id, result)
 
