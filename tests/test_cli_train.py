@@ -170,19 +170,24 @@ def test_resume_finishes_the_missing_epoch_identically(
     assert nested_stable(resumed["test"]) == nested_stable(first["test"])
 
 
-def test_resume_refuses_a_corrupt_state_file(
+def test_resume_refuses_when_no_state_file_is_readable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """An unreadable newest state.pt falls back to the epoch before (test_checkpoint_fallback);
+    when none loads, resume stops with one line naming the newest."""
     config_path = write_config(tmp_path / "trial.yaml")
     out = tmp_path / "out"
     assert train(capsys, config_path, "--out", out)[0] == 0
     before = (out / "results.json").read_text()
     state = out / "checkpoints" / "epoch_0002" / "state.pt"
-    state.write_bytes(b"PK\x03\x04 truncated by a full disk")
+    for folder in ("epoch_0001", "epoch_0002"):
+        (out / "checkpoints" / folder / "state.pt").write_bytes(b"PK\x03\x04 cut by a full disk")
     code, stdout, stderr = train(capsys, config_path, "--out", out, "--resume")
     assert code == 2
     assert_one_line_error(
-        stderr, f"dirsearch: error: {config_path}: {state}: not a readable dirsearch checkpoint"
+        stderr,
+        f"dirsearch: error: {config_path}: {state}: not a readable dirsearch checkpoint",
+        "no earlier checkpoint is readable either",
     )
     assert not EPOCH_LINE.search(stdout)
     assert (out / "results.json").read_text() == before

@@ -218,8 +218,12 @@ def test_an_object_store_sweep_resumes_after_the_driver_is_killed(s3: str, tmp_p
     kill_when(driver, lambda: sum(r.epochs for r in read_trials(folder)) >= 5, timeout=300)
     before = {r.trial_id: r.history for r in read_trials(folder)}
     time.sleep(3)  # Ray's reaper stops the orphaned workers
-    resumed = subprocess.run(
-        cli("resume", folder), env=env, capture_output=True, text=True, timeout=600
+    resumed = subprocess.run(  # resume logs to the store named now: the same one
+        cli("resume", folder, "--tracking-uri", tracking),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # The sweep's trials are those of its leaderboard: a trial the killed driver started after

@@ -117,19 +117,20 @@ ALLOWED_KEYS = {
     "train.schedule": "name, milestones, gamma",
     "train.loss": "name, beta, gamma, activation, init_noise_sigma, noise_lr",
     "train.rrt": "checkpoint",
-    "imbalance": "reweight, lds, fds, ranksim, shots",
+    "imbalance": "reweight, lds, fds, ranksim, conr, shots",
     "imbalance.lds": "enabled, kernel, ks, sigma",
     "imbalance.fds": (
         "enabled, kernel, ks, sigma, momentum, start_update, start_smooth, bucket_start, statistics"
     ),
     "imbalance.ranksim": "enabled, gamma, interpolation_lambda",
+    "imbalance.conr": "enabled, beta, w, t, e, noise_std",
     "imbalance.shots": "many, few",
 }
 
 
 @pytest.mark.parametrize("section", sorted(ALLOWED_KEYS))
 def test_unknown_key_names_the_dotted_key_and_the_allowed_ones(section: str) -> None:
-    key = f"{section}.colour" if section else "colour"
+    key = f"{section}.xyzzy" if section else "xyzzy"  # close to no key: no did-you-mean hint
     assert error_of(nested(key, 1)) == (
         f"{SOURCE}: {key}: unknown key; allowed: {ALLOWED_KEYS[section]}"
     )

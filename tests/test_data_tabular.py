@@ -30,15 +30,29 @@ def write(tmp_path: Path, text: str, name: str = "table.csv") -> Path:
     return path
 
 
+def model_input(bundle, split: str, indices: list[int]) -> list[list[float]]:
+    """What the model sees of a split's rows: the raw rows through the evaluation transform."""
+    inputs = getattr(bundle, split).dataset.__getitems__(indices)[0]
+    output = bundle.transform.eval(inputs)
+    assert output.dtype == torch.float32
+    return output.tolist()
+
+
 def test_standardised_with_training_statistics(tmp_path: Path) -> None:
     bundle = load_tabular(write(tmp_path, TABLE), target="y")
     assert bundle.input_shape == (3,)
     train_x, train_y = bundle.train.dataset.__getitems__([0, 1])
-    assert train_x.dtype == torch.float32 and train_y.dtype == torch.float32
-    assert train_x.tolist() == [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]
+    # The dataset keeps the CSV's numbers; the batch transform standardises them.
+    assert train_x.dtype == torch.float64 and train_y.dtype == torch.float32
+    assert train_x.tolist() == [[1.0, 5.0, 0.0], [3.0, 5.0, 4.0]]
+    assert model_input(bundle, "train", [0, 1]) == [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]
     assert train_y.tolist() == [10.0, 20.0]
-    assert bundle.val.dataset.__getitems__([0])[0].tolist() == [[3.0, 1.0, 0.0]]
-    assert bundle.test.dataset.__getitems__([0])[0].tolist() == [[-3.0, -1.0, 3.0]]
+    assert model_input(bundle, "val", [0]) == [[3.0, 1.0, 0.0]]
+    assert model_input(bundle, "test", [0]) == [[-3.0, -1.0, 3.0]]
+    # The served model's preprocessing is the same module (training statistics as buffers).
+    serving = bundle.transform.serving()
+    assert serving.input_dtype == torch.float64
+    assert serving.mean.tolist() == [2.0, 5.0, 2.0] and serving.scale.tolist() == [1.0, 1.0, 2.0]
     assert bundle.train.targets.dtype == np.float64
     assert bundle.test.targets.tolist() == [40.5]
     assert [len(bundle.train.dataset), len(bundle.val.dataset), len(bundle.test.dataset)] == [
@@ -51,10 +65,10 @@ def test_standardised_with_training_statistics(tmp_path: Path) -> None:
 def test_explicit_features_keep_their_order(tmp_path: Path) -> None:
     bundle = load_tabular(write(tmp_path, TABLE), target="y", features=["c", "a"])
     assert bundle.input_shape == (2,)
-    assert bundle.val.dataset.__getitems__([0])[0].tolist() == [[0.0, 3.0]]
+    assert model_input(bundle, "val", [0]) == [[0.0, 3.0]]
 
 
-def test_batches_through_a_dataloader_and_identity_transform(tmp_path: Path) -> None:
+def test_batches_through_a_dataloader_and_the_same_transform_in_training(tmp_path: Path) -> None:
     rows = "".join(
         f"{i},{i * i},{'train' if i < 6 else 'val' if i < 8 else 'test'}\n" for i in range(10)
     )
@@ -63,11 +77,11 @@ def test_batches_through_a_dataloader_and_identity_transform(tmp_path: Path) -> 
     batches = list(loader)
     assert [len(targets) for _, targets in batches] == [4, 2]
     assert batches[0][1].tolist() == [0.0, 1.0, 4.0, 9.0]
-    inputs = torch.tensor([[1.5, -2.0]], dtype=torch.float64)
+    inputs = torch.tensor([[2.5], [2.5 + 35**0.5 / 12**0.5]], dtype=torch.float64)  # x: 0..5
     generator = torch.Generator().manual_seed(0)
     for output in (bundle.transform.train(inputs, generator), bundle.transform.eval(inputs)):
         assert output.dtype == torch.float32
-        assert output.tolist() == [[1.5, -2.0]]
+        assert output.tolist() == [[0.0], [1.0]]  # no augmentation: train is eval
 
 
 def test_custom_split_column(tmp_path: Path) -> None:

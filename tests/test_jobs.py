@@ -121,3 +121,25 @@ def test_every_space_file_named_exists_and_validates(name: str) -> None:
     for space in spaces:
         assert (ROOT / space).is_file(), f"{name}: {space} does not exist"
         load_sweep_spec(ROOT / space)  # raises ConfigError with every problem
+
+
+def test_dashboards_listen_on_loopback_and_are_reached_by_port_forwarding() -> None:
+    config = yaml.safe_load((JOBS / "ray-cluster-aws.yaml").read_text())
+    (head,) = [c for c in config["head_start_ray_commands"] if "ray start --head" in c]
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "--port-forward 8265" in (JOBS / "ray-cluster-aws.yaml").read_text()
+    for name in FILES:
+        assert not re.search(r"dashboard[-_]host[= :\"']*0\.0\.0\.0", text(name)), name
+    slurm = (JOBS / "slurm.sbatch").read_text()
+    assert "--include-dashboard=false" in slurm
+
+
+def test_the_mlflow_server_advice_has_authentication_and_named_hosts() -> None:
+    servers = [line for line in text("README.md").splitlines() if "mlflow server" in line]
+    assert servers, "jobs/README.md: no mlflow server command"
+    for command in servers:
+        words = shlex.split(command[command.index("mlflow server") :])
+        assert words[words.index("--app-name") + 1] == "basic-auth", command
+        hosts = words[words.index("--allowed-hosts") + 1]
+        assert hosts and "*" not in hosts, command
+        assert words[words.index("--host") + 1] != "0.0.0.0", command

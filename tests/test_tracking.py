@@ -239,7 +239,7 @@ def test_parent_holds_each_plot_as_a_readable_png(sweep, tmp_path):
 
 
 @pytest.mark.slow
-def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
+def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, server, tmp_path, monkeypatch):
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -250,6 +250,12 @@ def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
 
     folder, client, _ = sweep
     runs = RunMap.load(folder)
+    # The parent run's LoggedModel, which MLflow resolves through the process's tracking URI;
+    # loading it must need no pickle.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server[0])
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    (model_info,) = client.search_logged_models([runs.experiment_id])
+    assert (model_info.name, model_info.source_run_id) == ("model", runs.parent)
     local = Path(client.download_artifacts(runs.parent, "model", str(tmp_path)))
     model = mlflow.pytorch.load_model(str(local))
     config = trial_config_from_dict(
@@ -262,8 +268,8 @@ def test_best_model_loads_and_reproduces_the_logged_test_mae(sweep, tmp_path):
     assert config == load_spec(folder).trial_config(record.overrides)
     test = load_data(config.data).test
     inputs, _ = test.dataset.__getitems__(list(range(len(test.dataset))))
-    with torch.no_grad():
-        preds = model(inputs).numpy()
+    with torch.no_grad():  # a table's raw feature rows, as float64 (a DataFrame's numbers)
+        preds = model(inputs.to(torch.float64)).numpy()
     mae = float(np.mean(np.abs(preds - test.targets)))
     assert mae == pytest.approx(client.get_run(runs.parent).data.metrics["test/all/mae"], rel=1e-5)
     assert "signature" in (local / "MLmodel").read_text()

@@ -93,8 +93,13 @@ def test_server_stopped_and_restarted_mid_sweep_loses_nothing(tmp_path: Path) ->
         assert {Path(a.path).name for a in client.list_artifacts(runs.parent)} >= {
             "leaderboard.md",
             "plots",
-            "model",
         }
+        # The model is the parent's LoggedModel (listed under runs:/<parent>/model), made once.
+        models = client.search_logged_models([runs.experiment_id])
+        assert [(m.name, m.source_run_id, str(m.status)) for m in models] == [
+            ("model", runs.parent, "READY")
+        ]
+        assert "model/MLmodel" in {a.path for a in client.list_artifacts(runs.parent, "model")}
     finally:
         if driver is not None and driver.poll() is None:
             driver.kill()

@@ -149,6 +149,14 @@ def stop(metrics: dict[str, float], folder: Path) -> None:
 
 
 RESUMABLE = {
+    "images_conr_fds_lds_dropout": merged(
+        merged(IMAGES, FDS_LDS),
+        {
+            "train": {"epochs": 3},
+            "model": {"dropout": 0.2},
+            "imbalance": {"conr": {"enabled": True}},
+        },
+    ),
     "images_fds_extra_pass_lds_cosine_dropout": merged(
         merged(IMAGES, FDS_LDS),
         {

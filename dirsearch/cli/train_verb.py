@@ -44,12 +44,27 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train_command)
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
+def _complete_checkpoints(out: Path) -> list[Path]:
+    """The epoch folders that have a ``state.pt`` (it is written last), oldest first."""
     from dirsearch.train import checkpoint
 
     folders = sorted((out / "checkpoints").glob("epoch_*"))
-    complete = [f for f in folders if (f / checkpoint.STATE_FILE).is_file()]
+    return [f for f in folders if (f / checkpoint.STATE_FILE).is_file()]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    complete = _complete_checkpoints(out)
     return complete[-1] if complete else None
+
+
+def _resume_point(out: Path) -> Path:
+    """The newest epoch folder whose ``state.pt`` loads: an unreadable newest one falls back
+    to the folder before it (kept for that), with a warning."""
+    from dirsearch.train import checkpoint
+
+    return checkpoint.newest_usable(
+        reversed(_complete_checkpoints(out)), checkpoint.state_problem, lambda folder: folder.name
+    )
 
 
 def run_train_command(args: argparse.Namespace) -> int:
@@ -89,6 +104,11 @@ def _train(args: argparse.Namespace, config: TrialConfig, out: Path, created: bo
         raise ConfigError(
             f"{args.config}: --resume given but {out} holds no checkpoint to resume from"
         )
+    if latest is not None:
+        try:
+            latest = _resume_point(out)
+        except DataError as error:  # no readable state.pt at all
+            raise DataError(f"{args.config}: {error}") from None
     # Whole files or none (a crash must not leave a torn config or result behind).
     write_atomically(
         out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def link_or_copy(source: str | Path, target: str | Path) -> None:
@@ -23,13 +25,19 @@ def write_atomically(path: str | Path, data: bytes) -> None:
     then renamed over the target (and the folder synced so the rename survives a power cut).
     The file gets the permissions a plain ``open`` gives (the umask's), not mkstemp's 0600: a
     sweep folder on a shared path stays readable by whom it was before."""
+    write_file_atomically(path, lambda file: file.write(data))
+
+
+def write_file_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write_atomically`` for a writer that streams into the open file (``torch.save``), so a
+    large checkpoint is never held in memory as one ``bytes``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -13,10 +13,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-"""(inputs, targets): inputs uint8 (N, C, H, W) or float32 (N, F); targets float32 (N,)."""
+"""(inputs, targets): inputs uint8 (N, C, H, W) or float (N, F); targets float32 (N,)."""
 
 
 class BatchTransform(Protocol):
@@ -28,6 +29,13 @@ class BatchTransform(Protocol):
 
     def eval(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalise an evaluation batch (deterministic)."""
+        ...
+
+    def serving(self) -> nn.Module:
+        """``eval`` as a module whose constants are buffers, for raw inputs of its
+        ``input_dtype``: a served model applies it before the network, so it takes what a user
+        has (a table's raw feature rows, images at the training resolution) and
+        ``torch.export`` saves the preprocessing with the weights."""
         ...
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 PAPER_IMAGE_SIZE = 224
 PAPER_CROP_PADDING = 16
@@ -19,6 +20,33 @@ PAPER_CROP_PADDING = 16
 def default_crop_padding(image_size: int) -> int:
     """The paper's 16 px crop padding at 224 px, scaled to ``image_size`` (2 px at 32 px)."""
     return round(PAPER_CROP_PADDING * image_size / PAPER_IMAGE_SIZE)
+
+
+def normalised(inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels scaled to [0, 1] and normalised per channel (``mean``/``std``: (1, C, 1, 1)).
+
+    Always a contiguous (N, C, H, W) result: datasets may hand over channels-last views, and
+    convolutions on channels-last tensors round differently, which would make the same pixels
+    train differently depending on where they were loaded from."""
+    scaled = inputs.to(torch.float32, memory_format=torch.contiguous_format) / 255.0
+    return (scaled - mean.to(inputs.device)) / std.to(inputs.device)
+
+
+class ImageInput(nn.Module):
+    """uint8 images ``(N, C, S, S)`` at the training resolution -> normalised float32 model
+    input, the evaluation transform as a module (mean and std as buffers) that an exported
+    model carries with its weights."""
+
+    input_dtype = torch.uint8
+    """What a served model takes: RGB pixels as a dataset yields them (resized to S already)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return normalised(inputs, self.mean, self.std)
 
 
 class ImageBatchTransform:
@@ -83,14 +111,12 @@ class ImageBatchTransform:
         self._check(inputs)
         return self._normalise(inputs)
 
+    def serving(self) -> ImageInput:
+        """The module a served model applies to uint8 images before the network (``eval``)."""
+        return ImageInput(self._mean, self._std)
+
     def _normalise(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Always a contiguous (N, C, H, W) result: datasets may hand over channels-last views,
-        and convolutions on channels-last tensors round differently, which would make the same
-        pixels train differently depending on where they were loaded from."""
-        scaled = inputs.to(torch.float32, memory_format=torch.contiguous_format) / 255.0
-        mean = self._mean.to(inputs.device)
-        std = self._std.to(inputs.device)
-        return (scaled - mean) / std
+        return normalised(inputs, self._mean, self._std)
 
     def _check(self, inputs: torch.Tensor) -> None:
         if inputs.dtype != torch.uint8 or inputs.dim() != 4:

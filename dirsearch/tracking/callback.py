@@ -19,7 +19,7 @@ from ray.tune.logger import LoggerCallback
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.tracking.publish import publish_sweep
 from dirsearch.tracking.run_layout import ResultBatch, RunLayout, phase_of, result_status
-from dirsearch.tracking.store import classify
+from dirsearch.tracking.store import classify, shown
 from dirsearch.tracking.write_queue import WriteQueue, warn
 from dirsearch.tune.finish import FinalResult
 
@@ -93,5 +93,5 @@ class SweepTracker(LoggerCallback):
         if left:
             warn(
                 f"MLflow still unreachable: {left} updates of this sweep were not logged "
-                f"({self._layout.runs.tracking_uri})"
+                f"({shown(self._layout.runs.tracking_uri)})"
             )

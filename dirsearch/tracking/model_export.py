@@ -1,6 +1,13 @@
 """The winning trial's weights on the driver: test predictions for the per-bin plot, and an
 MLflow PyTorch-flavour model that ``mlflow.pytorch.load_model`` loads and that can be registered.
 
+The model is a ``torch.export`` program (``serialization_format="pt2"``), not a pickle: loading
+a pickle runs whatever code the artifact store holds, so anyone who can write there could run
+code on the machine of whoever loads the model; a pt2 archive holds a graph and tensors, and
+MLflow loads it with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``. The program includes the
+data's preprocessing (a table's training standardisation, the images' normalisation), so it
+predicts from raw feature rows or uint8 images, as a user has them.
+
 Evaluated on the driver's CPU: the driver may have no GPU, and one pass over the test split of
 one model is small next to the sweep.
 """
@@ -27,17 +34,22 @@ EXAMPLE_ROWS = 4
 
 
 class Predictor(nn.Module):
-    """Raw inputs (a dataset's batch: uint8 images or float features) -> predictions ``(N,)``:
-    the evaluation transform and the regressor in one module, so the logged model needs nothing
-    else from dirsearch at serving time than this class."""
+    """Raw inputs (uint8 images at the training resolution, or float64 raw feature rows) ->
+    predictions ``(N,)``: the transform's serving module and the regressor in one module, which
+    ``torch.export`` turns into one program, so the logged model needs nothing of dirsearch."""
 
     def __init__(self, model: nn.Module, transform: BatchTransform) -> None:
         super().__init__()
+        self.preprocess = transform.serving()
         self.model = model
-        self.transform = transform
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the exported program takes (it is fixed at export)."""
+        return self.preprocess.input_dtype
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(self.transform.eval(inputs)).preds
+        return self.model(self.preprocess(inputs)).preds
 
 
 @dataclass(frozen=True)
@@ -72,19 +84,38 @@ def evaluate_best(config: TrialConfig, seed_folder: Path) -> BestModel:
     test, train_targets = setup.data.test, setup.data.train.targets
     evaluator = Evaluator(setup, config.imbalance.shots)
     preds = evaluator.predict(test)
+    predictor = Predictor(setup.model, setup.data.transform).eval()
+    example = split_inputs(setup.data, "test", EXAMPLE_ROWS).to(predictor.input_dtype).contiguous()
     return BestModel(
         config=config,
-        predictor=Predictor(setup.model, setup.data.transform).eval(),
+        predictor=predictor,
         test_metrics=evaluator.score(preds, test),
         per_bin=per_bin_errors(preds, test.targets, train_targets, setup.binning),
         train_targets=np.asarray(train_targets),
-        example=split_inputs(setup.data, "test", EXAMPLE_ROWS).numpy(),
+        example=example.numpy(),
+    )
+
+
+def input_description(best: BestModel) -> str:
+    """What the model takes, in words (the MLmodel's metadata; the signature has dtype and
+    shape only)."""
+    shape = ", ".join(map(str, best.example.shape[1:]))
+    if best.example.dtype == np.uint8:
+        return (
+            f"uint8 RGB images (N, {shape}), channels first, already resized to "
+            f"data.image_size as the dataset does (bilinear); normalised inside the model"
+        )
+    return (
+        f"float64 raw feature rows (N, {shape}), the feature columns of the training CSV in "
+        f"its order (data.features); standardised inside the model with the training split's "
+        f"statistics"
     )
 
 
 def save_mlflow_model(best: BestModel, folder: Path) -> Path:
-    """An MLflow PyTorch-flavour model folder (signature and input example from the test
-    split) with the trial config beside the weights."""
+    """An MLflow PyTorch-flavour model folder holding a pt2 program whose batch dimension is
+    dynamic (signature and input example from the test split), with the trial config beside
+    it."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
@@ -93,11 +124,15 @@ def save_mlflow_model(best: BestModel, folder: Path) -> Path:
     mlflow.pytorch.save_model(
         best.predictor,
         str(folder),
+        # The signature's -1 batch dimension is what MLflow exports as dynamic: the example
+        # has several rows, so torch.export does not specialise it to the example's size.
         signature=infer_signature(best.example, output),
         input_example=best.example,
-        # The default (torch.export's pt2) fixes the batch size at the example's; a pickled
-        # module serves any batch and keeps the FDS layer's buffers as they were trained.
-        serialization_format="pickle",
+        serialization_format="pt2",
+        metadata={"dirsearch.input": input_description(best)},
+        # Given, not inferred: inferring loads the model in a subprocess, and the program
+        # needs torch alone (mlflow adds itself).
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
     (folder / CONFIG_FILE).write_text(yaml.safe_dump(best.config.to_dict(), sort_keys=False))
     return folder

@@ -1,5 +1,6 @@
 """What a finished sweep publishes on its parent MLflow run: the sweep's tables and files, the
-winner's test metrics (on the winner's child run too), four plots and the best model.
+winner's test metrics (on the winner's child run too), four plots and the best model (a
+LoggedModel of the parent run).
 
 The plots and the model are written to a local folder first (the sweep folder when it is local,
 so they are there without MLflow too); every upload goes through the write queue.
@@ -16,11 +17,13 @@ from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
 
+from dirsearch.common.formatting import format_setting
 from dirsearch.common.seed_statistics import mean_std
 from dirsearch.imbalance.vocabulary import REGIONS, STATISTICS
 from dirsearch.sweep.folder import MODEL, PLOTS, SEED_FOLDER, TABLE_FILES, read_text
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.tracking import plots
+from dirsearch.tracking.logged_model import LoggedModelUpload
 from dirsearch.tracking.model_export import evaluate_best, save_mlflow_model
 from dirsearch.tracking.run_layout import MAX_TAG_LENGTH, RunLayout
 from dirsearch.tracking.write_queue import WriteQueue, warn
@@ -28,7 +31,8 @@ from dirsearch.train.datasets import load_data
 from dirsearch.tune.finish import FinalResult
 
 PLOTS_ARTIFACT, MODEL_ARTIFACT = "plots", "model"
-"""Their artifact paths on the parent run."""
+"""The plots' artifact path on the parent run, and the name of its LoggedModel (so
+``runs:/<parent>/model`` finds the model)."""
 
 
 def publish_sweep(
@@ -89,9 +93,11 @@ def _upload_artifacts(
         return
     parent = layout.runs.parent
     queue.submit(lambda: layout.client.log_artifacts(parent, str(files.plots), PLOTS_ARTIFACT))
-    if files.model is not None:
-        model = str(files.model)
-        queue.submit(lambda: layout.client.log_artifacts(parent, model, MODEL_ARTIFACT))
+    if files.model is not None and result.best is not None:
+        best = result.best
+        params = {key: format_setting(value) for key, value in best.overrides.items()}
+        tags = {"dirsearch.trial_id": best.trial_id, "dirsearch.trial_number": str(best.number)}
+        queue.submit(LoggedModelUpload(layout, files.model, MODEL_ARTIFACT, params, tags))
 
 
 @dataclass(frozen=True)

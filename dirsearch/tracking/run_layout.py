@@ -26,12 +26,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dirsearch.common.formatting import format_setting
+from dirsearch.errors import ConfigError
 from dirsearch.sweep.folder import ARTIFACTS, CONFIRM, trial_number
 from dirsearch.sweep.paths import flatten
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.statuses import trial_status
 from dirsearch.tracking.run_map import RunMap
-from dirsearch.tracking.store import connect, tracking_uri
+from dirsearch.tracking.store import connect, shown, tracking_uri, uri_source
 
 METRIC_PREFIXES = ("train/", "val/", "test/", "time/")
 """Trainer metrics are namespaced; Ray's bookkeeping keys (pid, time_total_s, ...) are not."""
@@ -42,13 +43,25 @@ MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 MAX_TAG_LENGTH = 5000
 
 
-def start_sweep_runs(spec: SweepSpec, folder: str, uri: str | None) -> RunMap:
+def start_sweep_runs(spec: SweepSpec, folder: str, given: str | None) -> RunMap:
     """Before Ray starts: reach the store, create the experiment (concurrent first-time creation
-    races, so never from trials) and the sweep's parent run, or reopen them on resume."""
+    races, so never from trials) and the sweep's parent run, or reopen them on resume.
+
+    The store is the one named now (``given``: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``,
+    else the sweep folder's sqlite file), never the one the run map in the folder names: whoever
+    can write the folder could otherwise send the sweep's metrics, and an
+    ``MLFLOW_TRACKING_TOKEN``, to a server of their choice. A map naming another store is
+    refused in one line, unless the URI given now is that store."""
     known = RunMap.load(folder)
-    uri = uri or (known.tracking_uri if known else tracking_uri(folder, None))
+    uri = tracking_uri(folder, given)
+    if known is not None and known.tracking_uri != uri:
+        raise ConfigError(
+            f"{folder}: its MLflow runs are in {shown(known.tracking_uri)}, but this would log "
+            f"to {shown(uri)} (from {uri_source(given)}); to continue in the recorded store, "
+            f"pass it as --tracking-uri"
+        )
     client = connect(uri)
-    if known is not None and known.tracking_uri == uri:
+    if known is not None:
         client.update_run(known.parent, status="RUNNING")
         return known
     experiment = client.get_experiment_by_name(spec.experiment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
@@ -38,6 +39,31 @@ def tracking_uri(folder: str, given: str | None) -> str:
     return f"sqlite:///{Path(local).resolve()}/{DEFAULT_STORE}"
 
 
+def uri_source(given: str | None) -> str:
+    """Where ``tracking_uri(folder, given)`` takes its URI from, in the words of a message."""
+    if given:
+        return "--tracking-uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    return "the default, the sweep folder's own store"
+
+
+def shown(uri: str) -> str:
+    """``uri`` fit for a message: a password or token in its user part and the values of its
+    query are replaced by ``***`` (``https://user:***@host``), so an error line or a log never
+    carries credentials."""
+    parts = urlsplit(uri)
+    if not parts.scheme or not parts.netloc:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, has_secret, _ = user.partition(":")
+        netloc = f"{name}:***@{host}" if has_secret else f"***@{host}"
+    query = "&".join(f"{key}=***" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def connect(uri: str) -> MlflowClient:
     """A client whose requests fail fast (the write queue retries, not MLflow's minutes-long
     backoff), checked now: an unreachable server is a one-line ConfigError before Ray starts."""
@@ -50,7 +76,7 @@ def connect(uri: str) -> MlflowClient:
         client.search_experiments(max_results=1)
     except Exception as error:
         raise ConfigError(
-            f"--tracking-uri {uri}: the MLflow tracking store cannot be reached "
+            f"--tracking-uri {shown(uri)}: the MLflow tracking store cannot be reached "
             f"({str(error).splitlines()[0][:200]}); start the server or give another URI"
         ) from None
     return client

@@ -97,7 +97,8 @@ def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     """Train-mode forward passes that leave BatchNorm running statistics untouched.
 
     The extra FDS pass must see train-mode features (what ``smooth`` calibrates) but should only
-    observe: the reference code's pass also moved the BatchNorm statistics (we do not).
+    observe: the reference code's pass also moved the BatchNorm statistics (we do not). ConR's
+    pass on its views trains through BatchNorm but leaves the running statistics to the batch.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [norm.momentum for norm in norms]

@@ -32,8 +32,9 @@ from dirsearch.imbalance import (
     weighted_loss,
 )
 from dirsearch.models import RegressorOutput
+from dirsearch.train.fds_statistics import frozen_batchnorm_statistics
 from dirsearch.train.model_setup import ModelSetup
-from dirsearch.train.rng_streams import RngStreams
+from dirsearch.train.rng_streams import RngStreams, global_rng_from
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,11 @@ class ConR:
     the batch; in the batch's autocast) gives the encoder features and the predictions that
     select the negatives; the labels are the targets twice, the sample weights their LDS /
     re-weighting weights (none for Balanced MSE).
+
+    The pass only adds its loss: BatchNorm normalises the views by their own batch statistics
+    but its running statistics move with the batch's pass alone, and dropout masks come from
+    ConR's stream, not the global RNG. So with ``beta: 0`` a trial trains bit for bit as
+    without ConR.
     """
 
     metric = "conr"
@@ -181,7 +187,11 @@ class ConR:
     def __call__(self, batch: TrainingBatch) -> torch.Tensor:
         views = torch.cat([self.view(batch.inputs), self.view(batch.inputs)])
         labels = batch.targets.repeat(2)
-        output = self.model(self.feeder.model_input(views), labels, batch.epoch)
+        with (
+            frozen_batchnorm_statistics(self.model),
+            global_rng_from(self.generator, self.feeder.device),
+        ):
+            output = self.model(self.feeder.model_input(views), labels, batch.epoch)
         settings = self.settings
         return settings.beta * conr_loss(
             output.features,

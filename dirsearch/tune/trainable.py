@@ -4,18 +4,27 @@ It builds the trial's configs (fixed part + sampled overrides, one per seed), re
 ``tune.get_checkpoint()``, sets torch's thread count to the trial's CPUs (an oversubscribed
 intra-op pool was measured ~60x slower), advances the seeds' trainings in lockstep and reports
 their mean each epoch with one checkpoint folder holding every seed's (``seed_<k>/``).
+
+A checkpoint whose ``state.pt`` is unreadable falls back to the trial's checkpoint before it
+(Tune keeps two). Every report then names its ``training_iteration`` itself, the epochs done:
+Tune would count on from the checkpoint it handed over, one ahead of the epoch trained again,
+and ASHA's rungs, Optuna's steps and the sweep's records all count by it. Without a fallback
+the number is the one Tune would give.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from pyarrow import fs as pafs
 from ray import tune
 
 from dirsearch.common.files import link_or_copy
@@ -25,7 +34,7 @@ from dirsearch.imbalance import flatten_metrics
 from dirsearch.sweep.folder import SEED_FOLDER
 from dirsearch.sweep.records import DIVERGED_SENTINEL
 from dirsearch.sweep.spec import SweepSpec, spec_from_dict
-from dirsearch.train.checkpoint import BEST_MODEL_FILE
+from dirsearch.train.checkpoint import BEST_MODEL_FILE, newest_usable, state_problem
 from dirsearch.train.evaluator import evaluate_checkpoint
 from dirsearch.train.loop import TrialResult, trial_epochs
 
@@ -57,7 +66,7 @@ def _train_in(
 ) -> None:
     seeds = seeds_of(sweep, overrides, repeats)
     configs = [sweep.trial_config(overrides, seed=seed) for seed in seeds]
-    restored = _restore(workdir)
+    restored = _restore(workdir, len(seeds))
     runs = [
         trial_epochs(
             config,
@@ -83,25 +92,74 @@ def _train_in(
             rng_states[k] = torch.get_rng_state()
         diverged = [result for result in results if result.status == "diverged"]
         if diverged:
-            tune.report(_diverged_metrics(last, diverged[0], sweep))
+            # One report after the last epoch that ended (epochs_done: those before it).
+            metrics = _diverged_metrics(last, diverged[0], sweep)
+            tune.report({**metrics, ITERATION: diverged[0].epochs_done + 1})
             return
         if results:
             if evaluate_test:
-                tune.report({**last, **_test_metrics(results), "status": "completed"})
+                metrics = {**last, **_test_metrics(results), "status": "completed"}
+                tune.report({**metrics, ITERATION: results[0].epochs_done + 1})
             return
         last = _mean_metrics([epoch.metrics for epoch in epochs])
         done = int(last["epoch"]) >= sweep.epochs
         last["status"] = "completed" if done else "running"
-        _report_with_checkpoint(last, [epoch.checkpoint_dir for epoch in epochs], workdir)
+        _report_with_checkpoint(
+            {**last, ITERATION: round(last["epoch"])},
+            [epoch.checkpoint_dir for epoch in epochs],
+            workdir,
+        )
 
 
-def _restore(workdir: Path) -> Path | None:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+ITERATION = "training_iteration"
+"""Tune's count of a trial's reports; kept equal to the epochs done (see the module docs)."""
+CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
+"""How Tune names a trial's checkpoint folders (``checkpoint_000004``)."""
+
+
+def _restore(workdir: Path, seeds: int) -> Path | None:
+    """The local copy of the checkpoint to continue from: the one Tune hands over, or, when a
+    seed's ``state.pt`` in it is unreadable, the trial's newest earlier one that loads (one
+    warning line each skipped)."""
+    latest = tune.get_checkpoint()
+    if latest is None:
         return None
-    target = workdir / "restored"
-    shutil.rmtree(target, ignore_errors=True)
-    return Path(checkpoint.to_directory(str(target)))
+    copies: dict[str, Path] = {}
+
+    def problem(candidate: tune.Checkpoint) -> str | None:
+        target = workdir / f"restored_{len(copies)}"
+        shutil.rmtree(target, ignore_errors=True)
+        folder = copies[candidate.path] = Path(candidate.to_directory(str(target)))
+        for k in range(seeds):
+            found = state_problem(folder / SEED_FOLDER.format(k))
+            if found is not None:
+                shutil.rmtree(folder, ignore_errors=True)  # a model's size of disk, not used
+                # Named by where it is stored, not by the local copy.
+                return found.replace(str(folder), candidate.path, 1)
+        return None
+
+    def newest_first() -> Iterator[tune.Checkpoint]:
+        yield latest
+        yield from reversed(_earlier_checkpoints(latest))
+
+    chosen = newest_usable(newest_first(), problem, lambda candidate: candidate.path)
+    return copies[chosen.path]
+
+
+def _earlier_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's checkpoints older than ``latest`` that its storage still holds (the trial
+    folder on a local, shared or object-store file system), oldest first."""
+    parent, _, name = latest.path.rstrip("/").rpartition("/")
+    match = CHECKPOINT_NAME.fullmatch(name)
+    if not parent or match is None:
+        return []
+    system = latest.filesystem
+    found = []
+    for info in system.get_file_info(pafs.FileSelector(parent)):
+        other = CHECKPOINT_NAME.fullmatch(info.base_name)
+        if info.type == pafs.FileType.Directory and other and int(other[1]) < int(match[1]):
+            found.append((int(other[1]), info.path))
+    return [tune.Checkpoint(path, filesystem=system) for _, path in sorted(found)]
 
 
 def _mean_metrics(per_seed: list[dict[str, float]]) -> dict[str, Any]:

@@ -8,11 +8,12 @@ from typing import Any
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from dirsearch.sweep.folder import trial_folder_name
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.tune.console import SweepConsole
+from dirsearch.tune.schedulers import LiveASHAScheduler, LiveFIFOScheduler
+from dirsearch.tune.search.bounded_tpe import BoundedHistoryTPESampler
 from dirsearch.tune.search.optuna_searcher import TruthfulOptunaSearch
 from dirsearch.tune.search.point_searcher import PointSearcher
 from dirsearch.tune.trainable import train_configuration
@@ -45,12 +46,11 @@ def _searcher(spec: SweepSpec) -> Any:
     if search.searcher.name == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
-        # group=True models each conditional sub-space (FDS on / off, ...) separately.
-        sampler = optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=search.searcher.startup_trials,
-            multivariate=True,
-            group=True,
+        # Multivariate TPE with each conditional sub-space (FDS on / off, ...) modelled
+        # separately, over a bounded view of the study so a suggestion costs the same at
+        # trial 10,000 as at trial 500.
+        sampler = BoundedHistoryTPESampler(
+            seed=seed, n_startup_trials=search.searcher.startup_trials
         )
     return TruthfulOptunaSearch(
         spec.space(),
@@ -65,12 +65,12 @@ def _searcher(spec: SweepSpec) -> Any:
 def _scheduler(spec: SweepSpec) -> Any:
     scheduler = spec.search.scheduler
     if scheduler.name == "asha":
-        return ASHAScheduler(
+        return LiveASHAScheduler(
             max_t=spec.epochs,
             grace_period=scheduler.grace_period,
             reduction_factor=scheduler.reduction_factor,
         )
-    return FIFOScheduler()
+    return LiveFIFOScheduler()
 
 
 def search_tuner(
