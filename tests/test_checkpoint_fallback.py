@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,52 @@ def test_a_tune_trial_with_no_readable_checkpoint_is_one_line(
     resumed.latest = crashed.latest
     with pytest.raises(checkpoint.DataError, match="no earlier checkpoint is readable either"):
         run_trial(monkeypatch, resumed, spec, 1, tmp_path / "work_2")
+
+
+class Saboteur(tune.Callback):
+    """When the checkpoint of epoch 3 is registered, cut its state.pt short and kill the
+    trial's process: Tune retries the trial from exactly that checkpoint."""
+
+    def __init__(self) -> None:
+        self.corrupted: list[str] = []
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        if trial.last_result.get("training_iteration") == 3 and not self.corrupted:
+            corrupt(Path(checkpoint.path) / "seed_0" / "state.pt")
+            self.corrupted.append(checkpoint.path)
+            os.kill(trial.last_result["pid"], signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_real_tune_retry_from_an_unreadable_checkpoint_continues_from_the_one_before(
+    tmp_path: Path,
+) -> None:
+    from sweep_helpers import local_ray
+
+    from dirsearch.tune.tuners import trainable_for
+
+    spec = load_sweep_spec(write_space(tmp_path, merged(TINY_SWEEP, {"train": {"epochs": 5}})))
+    saboteur = Saboteur()
+    with local_ray():
+        tuner = tune.Tuner(
+            trainable_for(spec, repeats=1, evaluate_test=False),
+            param_space={"train.lr": 0.003},
+            tune_config=tune.TuneConfig(num_samples=1, metric="val/few/mae", mode="min"),
+            run_config=tune.RunConfig(
+                name="fallback",
+                storage_path=str(tmp_path / "runs"),
+                callbacks=[saboteur],
+                failure_config=tune.FailureConfig(max_failures=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=0,
+            ),
+        )
+        (result,) = tuner.fit()
+    # Restoring the corrupted checkpoint alone would fail the retry, and with it the trial.
+    assert saboteur.corrupted and saboteur.corrupted[0].endswith("checkpoint_000002")
+    assert result.error is None and (Path(result.path) / "error.txt").is_file()
+    assert (result.metrics["epoch"], result.metrics["training_iteration"]) == (5, 5)
+    lines = (Path(result.path) / "result.json").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert all(row["training_iteration"] == row["epoch"] for row in rows)
+    assert sorted({int(row["epoch"]) for row in rows}) == [1, 2, 3, 4, 5]

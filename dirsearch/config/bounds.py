@@ -45,7 +45,7 @@ LIMITS = (
     Limit("train.batch_size", 1_048_576),
     Limit("train.lr", 1e6, "a run meant to diverge uses 1e6"),
     Limit("train.weight_decay", 10),
-    Limit("train.schedule.gamma", 10),
+    Limit("train.schedule.gamma", 1e12, "a schedule meant to diverge uses 1e9"),
     Limit("imbalance.lds.ks", 1001),
     Limit("imbalance.fds.ks", 1001),
     Limit("imbalance.fds.start_update", 100_000),
