@@ -3,7 +3,8 @@
     python bench/sweep_bench.py overhead        # epoch time under Tune vs `dirsearch train`
     python bench/sweep_bench.py asha            # ASHA vs the same configurations run in full
     python bench/sweep_bench.py tpe             # TPE vs random search, several search seeds
-    python bench/sweep_bench.py scale --trials 1000   # platform overhead per trial, driver RSS
+    python bench/sweep_bench.py history --trials 2000   # TPE on a bounded history, at scale
+    python bench/sweep_bench.py scale --trials 1000   # driver cost per trial by slices, RSS
 
 Every experiment starts from search_spaces/demo.yaml (synthetic AgeDB-DIR-shaped images), so
 the numbers speak of the demo's trials; ``--scale`` and ``--epochs`` shrink them.
@@ -19,6 +20,7 @@ import resource
 import statistics
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from dirsearch.sweep.spec_reader import load_sweep_spec
 from dirsearch.train.loop import run_trial
 from dirsearch.tune.driver import configure_driver
 from dirsearch.tune.runner import run
+from dirsearch.tune.search.bounded_tpe import BoundedHistoryTPESampler
 from dirsearch.tune.tuners import search_tuner
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
@@ -137,11 +140,145 @@ def tpe(args: argparse.Namespace, work: Path) -> None:
         print(f"{n + 1:<3} " + "  ".join(f"{value:8.3f}" for value in means))
 
 
+def synthetic_objective(overrides: dict[str, Any]) -> float:
+    """A smooth stand-in for the demo's few-shot MAE with its conditional structure (minimum
+    6.8: sqrt_inv + LDS gaussian ks 5 sigma 1.7 + FDS momentum 0.8 + lr 1.5e-3)."""
+    value = 8.0 + 2.0 * math.log(overrides["train.lr"] / 1.5e-3) ** 2
+    value += {"none": 1.5, "inverse": 0.8, "sqrt_inv": 0.0}[overrides["imbalance.reweight"]]
+    if overrides.get("imbalance.lds.enabled"):
+        value += -0.8 + 0.5 * math.log(overrides["imbalance.lds.sigma"] / 1.7) ** 2
+        value += {"gaussian": 0.0, "triang": 0.2, "laplace": 0.1}[overrides["imbalance.lds.kernel"]]
+        value += 0.05 * abs(overrides["imbalance.lds.ks"] - 5)
+    if overrides["imbalance.fds.enabled"]:
+        value += -0.4 + 3.0 * (overrides["imbalance.fds.momentum"] - 0.8) ** 2
+    return value
+
+
+def simulated_study(sampler: optuna.samplers.BaseSampler, spec: SweepSpec, trials: int) -> Any:
+    """``trials`` suggestions over the demo's space, 2 running at a time, each told like the
+    sweep tells Optuna: a trial whose value is among the best ninth so far completes (10
+    epochs), the others are pruned after 2 (ASHA's first rung). Returns the values in trial
+    order and the driver CPU seconds per suggestion for each trial."""
+    study = optuna.create_study(sampler=sampler)
+    space, running, values, seconds = spec.space(), [], [], []
+    for _ in range(trials):
+        started = time.process_time()
+        trial = study.ask()
+        running.append((trial, synthetic_objective(space(trial))))
+        seconds.append(time.process_time() - started)
+        if len(running) < 2:
+            continue
+        trial, value = running.pop(0)
+        epochs = 10 if sum(v < value for v in values) < len(values) / 9 else 2
+        for epoch in range(1, epochs + 1):
+            trial.report(value * (1 + 2 / epoch), epoch)
+        if epochs == 10:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        values.append(value)
+    return values, seconds
+
+
+def history(args: argparse.Namespace, work: Path) -> None:
+    spec = demo_spec(args.scale, args.epochs)
+    startup = spec.search.searcher.startup_trials
+    kinds: dict[str, Any] = {
+        "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        "TPE, all trials": lambda seed: optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup, multivariate=True, group=True
+        ),
+    }
+    for recent in args.recent:
+        kinds[f"TPE, recent {recent}"] = lambda seed, recent=recent: BoundedHistoryTPESampler(
+            recent=recent, seed=seed, n_startup_trials=startup
+        )
+    marks = [n for n in (100, 250, 500, 1000, 2000, 3000, 5000, 10000) if n < args.trials]
+    marks.append(args.trials)
+    tail = min(500, args.trials // 2)
+    print(
+        f"synthetic objective over the demo space (minimum 6.8), {args.trials} trials, "
+        f"search seeds {args.search_seeds}; best value after N trials, mean over the seeds:"
+    )
+    print(
+        f"{'sampler':18}"
+        + "".join(f"{f'N={n}':>9}" for n in marks)
+        + f"  mean of last {tail}  CPU ms/suggestion (first {tail}, last {tail})"
+    )
+    for name, make in kinds.items():
+        runs = [simulated_study(make(seed), spec, args.trials) for seed in args.search_seeds]
+        best = [statistics.fmean(min(values[:n]) for values, _ in runs) for n in marks]
+        last = statistics.fmean(statistics.fmean(values[-tail:]) for values, _ in runs)
+        first_ms = statistics.fmean(statistics.fmean(s[:tail]) for _, s in runs) * 1000
+        last_ms = statistics.fmean(statistics.fmean(s[-tail:]) for _, s in runs) * 1000
+        print(
+            f"{name:18}"
+            + "".join(f"{value:9.3f}" for value in best)
+            + f"  {last:17.3f}  {first_ms:8.1f} {last_ms:8.1f}",
+            flush=True,
+        )
+
+
 def noop_trial(config: dict[str, Any], epochs: int) -> None:
     """Reports like a trial (a decreasing objective per epoch) but trains nothing."""
     level = 10.0 + sum(hash(str(v)) % 7 for v in config.values())
     for epoch in range(1, epochs + 1):
         tune.report({"val/few/mae": level / epoch, "epoch": epoch, "status": "running"})
+
+
+class DriverClock(tune.Callback):
+    """The driver's wall clock, CPU time and RSS each time a trial ends, in order of ending:
+    the cost of the trials between two marks is the driver's cost per trial at that size. It
+    also notes when Ray's experiment state in ``folder`` changed (a save reached the storage):
+    the longest gap is the most trial starts a killed driver could lose."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.marks: list[tuple[float, float, int]] = []
+        self.saves: list[float] = []
+        self.state_file: Path | None = None
+
+    def start(self) -> None:
+        self.marks = [self._now()]
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._mark()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._mark()
+
+    def _mark(self) -> None:
+        self.marks.append(self._now())
+        if self.state_file is None:
+            self.state_file = next(iter(self.folder.glob("experiment_state-*.json")), None)
+        if self.state_file is not None:
+            saved = self.state_file.stat().st_mtime
+            if not self.saves or saved != self.saves[-1]:
+                self.saves.append(saved)
+
+    @staticmethod
+    def _now() -> tuple[float, float, int]:
+        return time.perf_counter(), time.process_time(), rss_bytes()
+
+
+def rss_bytes() -> int:
+    """The driver's resident set now (Linux); ru_maxrss gives only the peak."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def slice_rows(marks: list[tuple[float, float, int]], size: int) -> list[str]:
+    """One row per ``size`` trials: wall and driver-CPU seconds per trial, RSS at its end."""
+    rows = ["trials        wall s/trial  driver CPU s/trial  RSS GiB"]
+    for first in range(0, len(marks) - 1, size):
+        last = min(first + size, len(marks) - 1)
+        (wall_a, cpu_a, _), (wall_b, cpu_b, rss) = marks[first], marks[last]
+        count = last - first
+        rows.append(
+            f"{first + 1:>5}-{last:<6} {(wall_b - wall_a) / count:12.3f} "
+            f"{(cpu_b - cpu_a) / count:19.3f} {rss / 2**30:8.2f}"
+        )
+    return rows
 
 
 def scale(args: argparse.Namespace, work: Path) -> None:
@@ -153,8 +290,10 @@ def scale(args: argparse.Namespace, work: Path) -> None:
     trainable = tune.with_resources(
         tune.with_parameters(noop_trial, epochs=args.epochs), {"cpu": 1}
     )
-    tuner = search_tuner(spec, str(work / "scale"), [], lambda line: None, trainable)
+    clock = DriverClock(work / "scale")
+    tuner = search_tuner(spec, str(work / "scale"), [clock], lambda line: None, trainable)
     started = time.perf_counter()
+    clock.start()
     results = tuner.fit()
     seconds = time.perf_counter() - started
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -167,25 +306,45 @@ def scale(args: argparse.Namespace, work: Path) -> None:
     )
     print(f"  {results.num_terminated} finished, {results.num_errors} errored, {reports} reports")
     print(f"  {seconds:.0f} s in all, {seconds / len(results):.3f} s per trial")
-    print(f"  driver peak RSS {rss_gib:.2f} GiB")
+    print(
+        f"  driver peak RSS {rss_gib:.2f} GiB ({clock.marks[-1][2] / 2**30:.2f} GiB when the "
+        "last trial ended; Tune then loads every trial's results for its ResultGrid)"
+    )
+    print(f"  after the last trial ended: {seconds - (clock.marks[-1][0] - started):.1f} s")
+    gaps = [b - a for a, b in pairwise(clock.saves)]
+    if gaps:
+        print(
+            f"  experiment state saved {len(clock.saves)} times while trials ran; longest gap "
+            f"between saves {max(gaps):.1f} s, the last one {gaps[-1]:.1f} s"
+        )
+    print("\n".join(f"  {row}" for row in slice_rows(clock.marks, args.slice)))
+    first, last = clock.marks[: args.slice + 1], clock.marks[-args.slice - 1 :]
+    ratio = ((last[-1][0] - last[0][0]) / (len(last) - 1)) / (
+        (first[-1][0] - first[0][0]) / (len(first) - 1)
+    )
+    print(f"  last {len(last) - 1} trials cost {ratio:.2f}x the first {len(first) - 1} per trial")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["overhead", "asha", "tpe", "scale"])
+    parser.add_argument("experiment", choices=["overhead", "asha", "tpe", "history", "scale"])
     parser.add_argument("--scale", type=float, default=0.5, help="synthetic data scale")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="asha: sampling seed")
     parser.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--slice", type=int, default=500, help="scale: trials per row")
+    parser.add_argument(
+        "--recent", type=int, nargs="+", default=[250, 1000], help="history: TPE views"
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     configure_driver()
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False)
     with tempfile.TemporaryDirectory() as folder:
-        {"overhead": overhead, "asha": asha, "tpe": tpe, "scale": scale}[args.experiment](
-            args, Path(folder)
-        )
+        experiments = {"overhead": overhead, "asha": asha, "tpe": tpe, "scale": scale}
+        experiments["history"] = history
+        experiments[args.experiment](args, Path(folder))
     ray.shutdown()
 
 

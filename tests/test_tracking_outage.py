@@ -99,7 +99,7 @@ def test_server_stopped_and_restarted_mid_sweep_loses_nothing(tmp_path: Path) ->
         assert [(m.name, m.source_run_id, str(m.status)) for m in models] == [
             ("model", runs.parent, "READY")
         ]
-        assert "model/MLmodel" in {a.path for a in client.list_artifacts(runs.parent, "model")}
+        assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(models[0].model_id)}
     finally:
         if driver is not None and driver.poll() is None:
             driver.kill()

@@ -19,7 +19,8 @@ FEW_SHOT_MAE = "val/few/mae"
 
 
 class SweepConsole(Callback):
-    """Prints trial starts and ends; keeps the best objective seen so far."""
+    """Prints trial starts and ends; keeps the best objective seen so far and the records of
+    the running trials."""
 
     def __init__(
         self, metric: str, mode: str, max_epochs: int, total: int, say: Callable[[str], None]
@@ -74,6 +75,7 @@ class SweepConsole(Callback):
         if self.best:
             line += f"; best so far {self.best[0]:.3f} (trial {self.best[1]})"
         self.say(line)
+        del self.records[trial.trial_id]  # only running trials are kept: not every epoch of all
 
 
 def _plain(value: Any) -> bool:

@@ -8,7 +8,8 @@ COMPLETE with the finite sentinel it reported, and a finished one is COMPLETE wi
 epoch's value, the epoch whose checkpoint the sweep evaluates. Tune hands the last result of a
 trial only to ``on_trial_complete``; it is recorded as an intermediate value there. This reads
 the parent's private ``_ot_trials``/``_ot_study``/``_completed_trials``; ray is pinned to 2.60
-and tests/test_sweep.py checks the states Optuna ends up with.
+and tests/test_sweep.py checks the states Optuna ends up with. A finished trial's entry in
+``_ot_trials`` is Optuna's ``FrozenTrial`` of it, a running one's the live ``optuna.Trial``.
 """
 
 from __future__ import annotations
@@ -69,8 +70,13 @@ class TruthfulOptunaSearch(OptunaSearch):
             # only to on_trial_complete: record it like every other epoch first.
             self.on_trial_result(trial_id, result)
         state, value = self.ending(trial_id, result, error)
-        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        live = self._ot_trials[trial_id]
+        self._ot_study.tell(live, value, state=state)
         self._completed_trials.add(trial_id)
+        # The live handle holds its own copies of the trial and of the search space; the study's
+        # record of the finished trial (the same object its storage holds) replaces it, so each
+        # of a big sweep's finished trials is held and pickled with every state save once.
+        self._ot_trials[trial_id] = self._ot_study._storage.get_trial(live._trial_id)
 
     def ending(
         self, trial_id: str, result: dict[str, Any] | None, error: bool
