@@ -147,11 +147,12 @@ def main() -> None:
     for name, runs in raw.items():
         cells = [mean_std([run["test"][r]["mae"] for run in runs]) for r in REGIONS]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nFDS statistics: extra pass vs in-pass (seconds per epoch, mean over seeds)")
-    print("| Method | train pass s | FDS pass s | total s/run | few MAE |\n|---|---|---|---|---|")
-    for name, runs in raw.items():
-        if "FDS" not in name:
-            continue
+    fds_rows = {name: runs for name, runs in raw.items() if "FDS" in name}
+    if fds_rows:
+        print("\nFDS statistics: extra pass vs in-pass (seconds per epoch, mean over seeds)")
+        print("| Method | train pass s | FDS pass s | total s/run | few MAE |")
+        print("|---|---|---|---|---|")
+    for name, runs in fds_rows.items():
         print(
             f"| {name} | {statistics.mean(r['train_s_per_epoch'] for r in runs):.2f} | "
             f"{statistics.mean(r['fds_pass_s_per_epoch'] for r in runs):.2f} | "
