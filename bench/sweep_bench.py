@@ -105,7 +105,7 @@ def asha(args: argparse.Namespace, work: Path) -> None:
     rows = []
     for scheduler in ("asha", "fifo"):
         seconds, records, _ = run_sweep(as_grid(spec, points, scheduler), work / scheduler)
-        metric, mode = spec.search.metric, spec.search.mode
+        metric, mode = spec.search.objective, spec.search.objective_mode
         best = min(records, key=lambda r: r.score(metric, mode))
         epochs = sum(r.epochs for r in records)
         rows.append((scheduler, epochs, best.score(metric, mode), test_few_mae(work / scheduler)))
@@ -130,7 +130,8 @@ def tpe(args: argparse.Namespace, work: Path) -> None:
             searcher = dataclasses.replace(spec.search.searcher, name=name, seed=seed)
             _, records, _ = run_sweep(with_search(spec, searcher=searcher), work / f"{name}{seed}")
             scores = [
-                r.score(spec.search.metric, "min") for r in sorted(records, key=lambda r: r.number)
+                r.score(spec.search.objective, "min")
+                for r in sorted(records, key=lambda r: r.number)
             ]
             curves[name].append([min(scores[: n + 1]) for n in range(len(scores))])
     print(f"best val few-shot MAE after N trials, mean over search seeds {args.search_seeds}:")

@@ -20,8 +20,8 @@ def searcher() -> TruthfulOptunaSearch:
     )
     return TruthfulOptunaSearch(
         space,
-        metric="val/few/mae",
-        mode="min",
+        metrics=("val/few/mae",),
+        modes=("min",),
         max_epochs=EPOCHS,
         sampler=optuna.samplers.RandomSampler(seed=0),
         points_to_evaluate=[],

@@ -87,7 +87,7 @@ def test_asha_stops_trials_and_optuna_records_them_pruned(finished: tuple) -> No
             assert sorted(trial.intermediate_values) == list(range(1, record.epochs + 1))
         elif status == "completed":
             assert trial.state == TrialState.COMPLETE
-            assert trial.value == pytest.approx(record.score(spec.search.metric, "min"))
+            assert trial.value == pytest.approx(record.score(spec.search.objective, "min"))
         else:
             assert status.startswith("diverged")
             assert (trial.state, trial.value) == (TrialState.COMPLETE, DIVERGED_SENTINEL)

@@ -247,9 +247,11 @@ def report_command(args: argparse.Namespace) -> int:
     leaderboard = read_text(f"{folder}/{LEADERBOARD_MD}")
     if leaderboard is None:  # still running, or stopped: read the trial folders themselves
         records = read_trials(folder)
-        rows = leaderboard_rows(records, spec.search.metric, spec.search.mode, spec.epochs)
+        rows = leaderboard_rows(
+            records, spec.search.objective, spec.search.objective_mode, spec.epochs
+        )
         leaderboard = markdown(rows)
-    print(f"sweep {spec.experiment} ({folder})\n\nleaderboard (by {spec.search.metric}):")
+    print(f"sweep {spec.experiment} ({folder})\n\nleaderboard (by {spec.search.objective}):")
     print(leaderboard.rstrip())
     for name in (CONFIRM_MD, RESULTS_MD):
         text = read_text(f"{folder}/{name}")

@@ -105,11 +105,13 @@ class SchemaBuilder:
         origin, arguments = typing.get_origin(hint), typing.get_args(hint)
         if origin in (types.UnionType, typing.Union):
             inner = [argument for argument in arguments if argument is not type(None)]
+            if type(None) not in arguments:  # ``str | tuple[str, ...]``: one or a list
+                return {"anyOf": [self.value(argument, metadata) for argument in inner]}
             return {"anyOf": [self.value(inner[0], metadata), {"type": "null"}]}
         if dataclasses.is_dataclass(hint):
             return {"anyOf": self._section_forms(hint)}
         if origin is tuple:
-            return {"type": "array", "items": self.value(arguments[0])}
+            return {"type": "array", "items": self.value(arguments[0], metadata)}
         if hint is bool:
             return {"type": "boolean"}
         if hint is int:

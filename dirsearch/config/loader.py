@@ -82,13 +82,17 @@ class ConfigLoader:
         if origin in (types.UnionType, typing.Union):
             if value is None and type(None) in arguments:
                 return None
-            (inner,) = [argument for argument in arguments if argument is not type(None)]
-            return self.convert(inner, value, key, metadata)
+            inner = [argument for argument in arguments if argument is not type(None)]
+            # ``str | tuple[str, ...]``: one value, or a list of them.
+            listed = isinstance(value, list | tuple)
+            chosen = [a for a in inner if (typing.get_origin(a) is tuple) == listed] or inner
+            return self.convert(chosen[0], value, key, metadata)
         if origin is tuple:
             if not isinstance(value, list | tuple):
                 raise self.problems.error(key, f"must be a list, got {brief(value)}")
             return tuple(
-                self.convert(arguments[0], item, f"{key}[{i}]") for i, item in enumerate(value)
+                self.convert(arguments[0], item, f"{key}[{i}]", metadata)
+                for i, item in enumerate(value)
             )
         return self.scalar(hint, value, key, (metadata or {}).get("choices"))
 

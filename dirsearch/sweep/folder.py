@@ -28,6 +28,13 @@ RESULTS_MD, RESULTS_CSV = "results.md", "results.csv"
 CONFIRM = "confirm"
 """The confirm phase's own experiment folder (a second Tuner), and its tables' stem."""
 CONFIRM_MD, CONFIRM_CSV = f"{CONFIRM}.md", f"{CONFIRM}.csv"
+PARETO_MD, PARETO_CSV = "pareto.md", "pareto.csv"
+"""Several objectives: the Pareto-optimal trials' balanced-test tables."""
+IMPORTANCE_MD = "importance.md"
+"""Which searched knobs matter for the first objective."""
+ABLATION = "ablation"
+"""The ablation phase's own experiment folder (a Tuner, resumed like confirm), its tables' stem."""
+ABLATION_MD, ABLATION_CSV = f"{ABLATION}.md", f"{ABLATION}.csv"
 RUN_MAP_FILE = "mlflow_runs.json"
 """Ray trial id -> MLflow run id, so a resumed sweep continues the same runs."""
 DEFAULT_STORE = "mlflow.db"
@@ -46,6 +53,11 @@ TABLE_FILES = (
     RESULTS_CSV,
     CONFIRM_MD,
     CONFIRM_CSV,
+    PARETO_MD,
+    PARETO_CSV,
+    IMPORTANCE_MD,
+    ABLATION_MD,
+    ABLATION_CSV,
 )
 """The text files a finished sweep publishes on its parent MLflow run."""
 

@@ -47,9 +47,9 @@ def candidates(records: list[TrialRecord], spec: SweepSpec) -> list[TrialRecord]
     """Trials that could win, best first, one per distinct configuration: those that ran every
     epoch (a stopped trial's early score is no fair comparison), or any scored ones if none did."""
     search = spec.search
-    scored = [r for r in records if r.best(search.metric, search.mode) is not None]
+    scored = [r for r in records if r.best(search.objective, search.objective_mode) is not None]
     complete = [r for r in scored if r.status(spec.epochs) == COMPLETED]
     unique: dict[str, TrialRecord] = {}
-    for record in ranked(complete or scored, search.metric, search.mode):
+    for record in ranked(complete or scored, search.objective, search.objective_mode):
         unique.setdefault(json.dumps(record.overrides, sort_keys=True), record)
     return list(unique.values())

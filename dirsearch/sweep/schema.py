@@ -18,7 +18,7 @@ from dirsearch.config.fields import all_paths, dataclass_in, field_at
 from dirsearch.config.json_schema import SchemaBuilder, class_doc, field_docs
 from dirsearch.config.trial import TrialConfig
 from dirsearch.sweep.dimensions import KINDS
-from dirsearch.sweep.settings import OBJECTIVES, SearchSettings
+from dirsearch.sweep.settings import MAX_OBJECTIVES, OBJECTIVES, SearchSettings
 from dirsearch.sweep.spec_reader import EXPERIMENT_NAME
 
 SCHEMA_PATH = "schema/space.schema.json"
@@ -56,7 +56,9 @@ def space_file_schema() -> dict[str, Any]:
         "name without .yaml).",
     }
     search = builder.object_schema(SearchSettings)
-    search["properties"]["metric"]["enum"] = list(OBJECTIVES)
+    one, several = search["properties"]["metric"]["anyOf"]
+    one["enum"] = several["items"]["enum"] = list(OBJECTIVES)
+    several["minItems"], several["maxItems"] = 1, MAX_OBJECTIVES
     search["properties"]["points"] = {
         "type": "array",
         "description": "Start points (optuna, random) or the grid's points: mappings of dotted "

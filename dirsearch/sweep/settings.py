@@ -59,12 +59,26 @@ class ConfirmSettings:
 
 
 @dataclass(frozen=True)
+class AblateSettings:
+    """After the search: the winner retrained with ``seeds`` fresh seeds as it is and with each
+    DIR component it uses switched off, one at a time, scored on the balanced test split."""
+
+    seeds: int = 0
+    """Fresh seeds per variant (0: no ablation)."""
+
+
+MAX_OBJECTIVES = 4
+"""More objectives than this is no trade-off a person can read off a front."""
+
+
+@dataclass(frozen=True)
 class SearchSettings:
-    metric: str = "val/few/mae"
+    metric: str | tuple[str, ...] = "val/few/mae"
     """The per-epoch metric the search optimises: val/{all,many,medium,few}/{mae,mse,gm} or
-    train/loss."""
-    mode: str = field(default="min", metadata=choices("min", "max"))
-    """min or max."""
+    train/loss; a list (e.g. [val/few/mae, val/all/mae]) searches several objectives at once
+    (multi-objective TPE, a Pareto front at the end), and ASHA stops trials on the first."""
+    mode: str | tuple[str, ...] = field(default="min", metadata=choices("min", "max"))
+    """min or max; a list gives one per metric, a single one applies to every metric."""
     num_samples: int = 16
     """Trials (optuna, random); a grid runs each point once instead."""
     max_concurrent: int = 2
@@ -75,8 +89,34 @@ class SearchSettings:
     repeats: int = 1
     """Seeds per sampled configuration, trained in lockstep; the search optimises their mean."""
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
+    ablate: AblateSettings = field(default_factory=AblateSettings)
     max_failures: int = 2
     """Retries of a trial that fails (a lost node, say), each from its last checkpoint."""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every objective, the first one first."""
+        return (self.metric,) if isinstance(self.metric, str) else tuple(self.metric)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The mode of each objective (a single ``mode`` applies to every one)."""
+        if isinstance(self.mode, str):
+            return (self.mode,) * len(self.metrics)
+        return tuple(self.mode)
+
+    @property
+    def objective(self) -> str:
+        """The first objective: what ASHA stops on, what picks the winner and its checkpoint."""
+        return self.metrics[0]
+
+    @property
+    def objective_mode(self) -> str:
+        return self.modes[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
 
 MAX_SEARCHER_SEED = 2**32 - 1
@@ -87,6 +127,7 @@ SEARCH_LIMITS = {
     "search.repeats": 100,
     "search.confirm.top_k": 1000,
     "search.confirm.seeds": 100,
+    "search.ablate.seeds": 100,
     "search.max_failures": 100,
     "search.searcher.startup_trials": 100_000,
     "search.scheduler.reduction_factor": 1000,

@@ -30,7 +30,12 @@ from dirsearch.sweep.set_options import (
     name_options_in,
     parse_set_options,
 )
-from dirsearch.sweep.settings import OBJECTIVES, SearchSettings, search_limit_problems
+from dirsearch.sweep.settings import (
+    MAX_OBJECTIVES,
+    OBJECTIVES,
+    SearchSettings,
+    search_limit_problems,
+)
 from dirsearch.sweep.spec import SweepSpec
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -75,12 +80,12 @@ def _spec_from_mapping(path: Path, mapping: Any) -> SweepSpec:
         trial_mapping.pop(section, None)
     train = trial_mapping.get("train")
     if (
-        search.metric.startswith("val/")
-        and search.metric in OBJECTIVES
+        search.objective.startswith("val/")
+        and search.objective in OBJECTIVES
         and (not isinstance(train, dict) or "select_metric" not in train)
     ):
         # The checkpoint scored on test at the end is the epoch the search scored.
-        trial_mapping = with_overrides(trial_mapping, {"train.select_metric": search.metric})
+        trial_mapping = with_overrides(trial_mapping, {"train.select_metric": search.objective})
     given_data = trial_mapping.get("data")
     bins = given_data.get("bins") if isinstance(given_data, dict) else None
     bins_from = format_setting(bins) if auto_form(bins) is not None else ""
@@ -118,6 +123,31 @@ def _read_search(raw: Any, problems: Problems) -> SearchSettings:
         return SearchSettings()
 
 
+def _check_objectives(search: SearchSettings, problems: Problems) -> None:
+    """Each metric one the trainer reports, none twice, and one mode per metric."""
+    metrics = search.metrics
+    listed = not isinstance(search.metric, str)
+    for index, metric in enumerate(metrics):
+        if metric not in OBJECTIVES:
+            problems.add(
+                f"search.metric[{index}]" if listed else "search.metric",
+                f"{brief(metric)} is not a metric the trainer reports per epoch (allowed: "
+                f"val/{{all,many,medium,few}}/{{mae,mse,gm}}, train/loss)",
+            )
+    if not 1 <= len(metrics) <= MAX_OBJECTIVES:
+        problems.add(
+            "search.metric", f"must list 1 to {MAX_OBJECTIVES} metrics, got {len(metrics)}"
+        )
+    elif len(set(metrics)) < len(metrics):
+        problems.add("search.metric", f"lists a metric twice: {', '.join(metrics)}")
+    if not isinstance(search.mode, str) and len(search.mode) != len(metrics):
+        problems.add(
+            "search.mode",
+            f"gives {len(search.mode)} modes for {len(metrics)} metrics: give one per metric, "
+            f"or a single one for all",
+        )
+
+
 def _check_search(
     search: SearchSettings,
     raw: Any,
@@ -126,12 +156,7 @@ def _check_search(
     problems: Problems,
 ) -> None:
     epochs = int(fixed["train"]["epochs"])
-    if search.metric not in OBJECTIVES:
-        problems.add(
-            "search.metric",
-            f"{brief(search.metric)} is not a metric the trainer reports per epoch (allowed: "
-            f"val/{{all,many,medium,few}}/{{mae,mse,gm}}, train/loss)",
-        )
+    _check_objectives(search, problems)
     positive = {
         "search.num_samples": search.num_samples,
         "search.max_concurrent": search.max_concurrent,

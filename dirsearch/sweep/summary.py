@@ -27,18 +27,35 @@ def summary(spec: SweepSpec) -> str:
         else "fifo"
     )
     lines += [
-        f"search: {search.searcher.name}, {search.mode} {search.metric}, scheduler {schedule}",
+        f"search: {search.searcher.name}, {objectives(spec)}, scheduler {schedule}",
         f"budget: {spec.total_trials} trials x {search.repeats} seed(s) x up to {spec.epochs} "
         f"epochs, {len(spec.points)} given point(s)"
         + (
             f", confirm top {search.confirm.top_k} with {search.confirm.seeds} fresh seeds"
             if search.confirm.top_k
             else ""
+        )
+        + (
+            f", ablation of the winner with {search.ablate.seeds} fresh seeds per variant"
+            if search.ablate.seeds
+            else ""
         ),
         f"resources: {search.resources.cpu:g} CPU, {search.resources.gpu:g} GPU per trial, "
         f"{search.max_concurrent} at a time",
     ]
     return "\n".join(lines)
+
+
+def objectives(spec: SweepSpec) -> str:
+    """What the search optimises: one objective, or several (a Pareto front; ASHA on the first)."""
+    search = spec.search
+    named = ", ".join(
+        f"{mode} {metric}" for metric, mode in zip(search.metrics, search.modes, strict=True)
+    )
+    if not search.multi_objective:
+        return named
+    stops = " (ASHA stops on the first)" if search.scheduler.name == "asha" else ""
+    return f"{named}: Pareto front{stops}"
 
 
 def bins_line(spec: SweepSpec) -> str:

@@ -128,7 +128,7 @@ def write_sweep_artifacts(spec: SweepSpec, result: FinalResult, folder: str) -> 
         config = spec.trial_config({})
         train_targets = load_data(config.data).train.targets
     binning = config.data.bins.binning()
-    metric, mode = spec.search.metric, spec.search.mode
+    metric, mode = spec.search.objective, spec.search.objective_mode
     figures = {
         "label_density.png": plots.label_density_figure(train_targets, binning, config.imbalance),
         "best_so_far.png": plots.best_so_far_figure(result.records, metric, mode),

@@ -53,7 +53,9 @@ def confirm(
         config = {k: v for k, v in record.overrides.items() if k != "seed"}
         groups.setdefault(json.dumps(config, sort_keys=True), []).append(record)
     summaries = [_summary(spec, records) for records in groups.values()]
-    summaries.sort(key=lambda summary: sign(search.mode) * summary[0][f"{search.metric} mean"])
+    summaries.sort(
+        key=lambda summary: sign(search.objective_mode) * summary[0][f"{search.objective} mean"]
+    )
     rows = [{"rank": i, **row} for i, (row, _) in enumerate(summaries, start=1)]
     write_text(f"{folder}/{CONFIRM_MD}", markdown(rows) + "\n")
     write_text(f"{folder}/{CONFIRM_CSV}", csv_text(rows))
@@ -71,12 +73,14 @@ def _summary(spec: SweepSpec, records: list[TrialRecord]) -> tuple[dict[str, Any
     search = spec.search
     overrides = {k: v for k, v in records[0].overrides.items() if k != "seed"}
     finals = [r.history[-1] for r in records if r.history and "test/all/mae" in r.history[-1]]
-    objective_mean, objective_std = mean_std(r.score(search.metric, search.mode) for r in records)
+    objective_mean, objective_std = mean_std(
+        r.score(search.objective, search.objective_mode) for r in records
+    )
     row = {
         "configuration": describe_configuration(overrides),
         "seeds": len(finals),
-        f"{search.metric} mean": objective_mean,
-        f"{search.metric} std": _or_none(objective_std),
+        f"{search.objective} mean": objective_mean,
+        f"{search.objective} std": _or_none(objective_std),
         "test/few/mae mean": _or_none(mean_std(f["test/few/mae"] for f in finals)[0]),
         "test/all/mae mean": _or_none(mean_std(f["test/all/mae"] for f in finals)[0]),
     }

@@ -72,13 +72,13 @@ def finish(
     # Only the trials of Ray's experiment: a driver killed before Ray saved its state leaves
     # folders of trials that the resumed sweep ran again under new ids.
     records = [record for record in read_trials(folder) if record.trial_id in checkpoints]
-    rows = leaderboard_rows(records, search.metric, search.mode, spec.epochs)
+    rows = leaderboard_rows(records, search.objective, search.objective_mode, spec.epochs)
     write_text(f"{folder}/{LEADERBOARD_MD}", markdown(rows) + "\n")
     write_text(f"{folder}/{LEADERBOARD_CSV}", csv_text(rows))
     winners = candidates(records, spec)
     if not winners:
         raise ConfigError(
-            f"{folder}: no trial finished with a finite {search.metric}; see {LEADERBOARD_MD}"
+            f"{folder}: no trial finished with a finite {search.objective}; see {LEADERBOARD_MD}"
         )
     if search.confirm.top_k > 0:
         outcome = confirm(spec, folder, winners[: search.confirm.top_k], callbacks, say)

@@ -178,11 +178,15 @@ def _report_with_checkpoint(metrics: dict[str, Any], folders: list[Path], workdi
 
 
 def _diverged_metrics(last: dict[str, Any], result: TrialResult, sweep: SweepSpec) -> dict:
-    """A finite, clearly marked objective: Optuna records the trial instead of stalling."""
-    sentinel = sign(sweep.search.mode) * DIVERGED_SENTINEL
+    """Finite, clearly marked objectives: Optuna records the trial instead of stalling."""
+    search = sweep.search
+    sentinels = {
+        metric: sign(mode) * DIVERGED_SENTINEL
+        for metric, mode in zip(search.metrics, search.modes, strict=True)
+    }
     return {
         **last,
-        sweep.search.metric: sentinel,
+        **sentinels,
         "epoch": result.epochs_done,
         "status": "diverged",
         "message": result.message,

@@ -45,6 +45,17 @@ def _searcher(spec: SweepSpec) -> Any:
     sampler: optuna.samplers.BaseSampler
     if search.searcher.name == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif search.multi_objective:
+        # Optuna's TPE is multi-objective by itself (its good set: the trials of the best
+        # non-dominated fronts), and needs far fewer trials than NSGA-II's generations. The
+        # bounded view below keeps the best trials by one value, so it stays single-objective:
+        # a suggestion here reads the whole study (fine to a few thousand trials).
+        sampler = optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=search.searcher.startup_trials,
+            multivariate=True,
+            group=True,
+        )
     else:
         # Multivariate TPE with each conditional sub-space (FDS on / off, ...) modelled
         # separately, over a bounded view of the study so a suggestion costs the same at
@@ -54,8 +65,8 @@ def _searcher(spec: SweepSpec) -> Any:
         )
     return TruthfulOptunaSearch(
         spec.space(),
-        metric=search.metric,
-        mode=search.mode,
+        metrics=search.metrics,
+        modes=search.modes,
         max_epochs=spec.epochs,
         sampler=sampler,
         points_to_evaluate=list(spec.points),
@@ -84,8 +95,8 @@ def search_tuner(
         folder,
         trainable or trainable_for(spec, repeats=search.repeats, evaluate_test=False),
         tune.TuneConfig(
-            metric=search.metric,
-            mode=search.mode,
+            metric=search.objective,
+            mode=search.objective_mode,
             search_alg=_searcher(spec),
             scheduler=_scheduler(spec),
             num_samples=spec.total_trials,
@@ -111,7 +122,9 @@ def new_tuner(
     tune_config.trial_dirname_creator = trial_folder_name
     tune_config.reuse_actors = True  # a new worker process per trial costs seconds
     root, name = folder.rsplit("/", 1)
-    console = SweepConsole(search.metric, search.mode, spec.epochs, tune_config.num_samples, say)
+    console = SweepConsole(
+        search.objective, search.objective_mode, spec.epochs, tune_config.num_samples, say
+    )
     return tune.Tuner(
         trainable,
         tune_config=tune_config,
