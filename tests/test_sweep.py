@@ -151,6 +151,18 @@ def test_report_reads_a_finished_sweep_without_ray(
     assert "confirmed winner (" in out and "| MAE |" in out
 
 
+def test_importance_is_written_at_the_end_and_reported(
+    finished: tuple, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, outcome, _ = finished
+    text = (Path(outcome.folder) / "importance.md").read_text()
+    assert text.startswith("parameter importance for val/few/mae (min), PED-ANOVA\n")
+    assert "\ncompleted, " in text and "\nrung, " in text and " trials at epoch " in text
+    assert text.count("too few trials (") == 2  # 6 trials, one diverging at once: under 8
+    assert main(["report", outcome.folder]) == 0
+    assert text.rstrip() in capsys.readouterr().out
+
+
 def test_grid_runs_each_point_once(tmp_path: Path) -> None:
     grid = merged(
         TINY_SWEEP, {"search": {"searcher": {"name": "grid"}, "scheduler": {"name": "fifo"}}}

@@ -174,6 +174,29 @@ BROKEN = [
         ],
     ),
     (
+        {"search": {"metric": ["val/few/mae", "val/al/mae"], "mode": "min"}},
+        [
+            "search.metric[1]: 'val/al/mae' is not a metric the trainer reports per epoch "
+            "(allowed: val/{all,many,medium,few}/{mae,mse,gm}, train/loss)"
+        ],
+    ),
+    (
+        {"search": {"metric": ["val/few/mae", "val/few/mae"]}},
+        ["search.metric: lists a metric twice: val/few/mae, val/few/mae"],
+    ),
+    (
+        {"search": {"metric": ["val/few/mae", "val/all/mae"], "mode": ["min"]}},
+        ["search.mode: gives 1 modes for 2 metrics: give one per metric, or a single one for all"],
+    ),
+    (
+        {"search": {"metric": ["val/few/mae", "val/all/mae"], "mode": ["min", "least"]}},
+        ["search.mode[1]: unknown value 'least'; allowed: min, max"],
+    ),
+    (
+        {"search": {"metric": []}},
+        ["search.metric: must list 1 to 4 metrics, got 0"],
+    ),
+    (
         {"search": {"scheduler": {"name": "asha", "grace_period": 5}}},
         ["search.scheduler.grace_period: must be between 1 and train.epochs (4), got 5"],
     ),
@@ -211,6 +234,18 @@ BROKEN = [
         ],
     ),
 ]
+
+
+def test_two_objectives_give_a_metric_and_mode_each_and_select_epochs_by_the_first(
+    tmp_path: Path,
+) -> None:
+    mapping = with_changes(search={"metric": ["val/few/mae", "val/all/mae"], "mode": "min"})
+    spec = load_sweep_spec(write(tmp_path, mapping))
+    search = spec.search
+    assert (search.metrics, search.modes) == (("val/few/mae", "val/all/mae"), ("min", "min"))
+    assert (search.objective, search.multi_objective) == ("val/few/mae", True)
+    assert spec.fixed["train"]["select_metric"] == "val/few/mae"
+    assert spec_from_dict(spec.to_dict()).search == search  # the sweep folder's copy
 
 
 @pytest.mark.parametrize(("changes", "expected"), BROKEN, ids=[str(i) for i in range(len(BROKEN))])

@@ -1,11 +1,14 @@
 """MLflow tracking of a real tiny sweep (real Ray, real Optuna, a real ``mlflow server``).
 
 One sweep runs once per module through ``dirsearch run --tracking-uri http://...`` against a real
-``mlflow server`` whose access log counts the HTTP requests the driver sends.
+``mlflow server`` whose access log counts the HTTP requests the driver sends; what the command
+prints is kept beside the sweep folder (``stdout.txt``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -18,10 +21,13 @@ from mlflow.tracking import MlflowClient
 
 from dirsearch.cli.main import main
 from dirsearch.config.trial import TrialConfig
-from dirsearch.sweep.folder import RUN_MAP_FILE, load_spec, read_text
+from dirsearch.sweep.folder import RUN_MAP_FILE, TABLE_FILES, load_spec, read_text
+from dirsearch.sweep.leaderboard import ranked
 from dirsearch.sweep.records import read_trials
-from dirsearch.tracking.run_layout import flat_params
+from dirsearch.tracking.run_description import sweep_description
+from dirsearch.tracking.run_layout import best_metric, flat_params
 from dirsearch.tracking.run_map import RunMap
+from dirsearch.tracking.runs_page import runs_page
 from dirsearch.tracking.server import free_port, start_server, stop_server, wait_ready
 
 TINY_SPACE = """\
@@ -51,6 +57,7 @@ EPOCH_METRICS = {
     "time/epoch_s",
     "lr",
     *(f"val/{r}/{s}" for r in ("all", "many", "medium", "few") for s in ("mae", "mse", "gm")),
+    "best/val/few/mae",
 }
 TEST_METRICS = {
     f"test/{r}/{s}" for r in ("all", "many", "medium", "few") for s in ("mae", "mse", "gm")
@@ -93,7 +100,12 @@ def sweep(tmp_path_factory, local_ray, server):
     space = root / "tiny.yaml"
     space.write_text(TINY_SPACE)
     before = requests(log)
-    code = main(["run", str(space), "--storage", str(root), "--name", "s", "--tracking-uri", url])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            ["run", str(space), "--storage", str(root), "--name", "s", "--tracking-uri", url]
+        )
+    (root / "stdout.txt").write_text(printed.getvalue())
     assert code == 0
     return str(root / "s"), MlflowClient(url), requests(log) - before
 
@@ -191,6 +203,54 @@ def test_parent_holds_the_sweep_files_test_table_and_versions(sweep):
     assert parent.data.tags["git.commit"].startswith(head.strip())
     assert parent.data.tags["version.mlflow"].startswith("3.")
     assert read_text(f"{folder}/{RUN_MAP_FILE}") is not None
+
+
+@pytest.mark.slow
+def test_children_log_the_best_objective_so_far_which_sorts_them_as_the_leaderboard(sweep):
+    """MLflow sorts runs by a metric's last value; ``best/val/few/mae`` ends at the trial's
+    best, so the UI's order (``runs_page``) is the leaderboard's."""
+    folder, client, _ = sweep
+    runs, spec = RunMap.load(folder), load_spec(folder)
+    objective, mode = spec.search.objective, spec.search.objective_mode
+    records = {record.trial_id: record for record in read_trials(folder)}
+    for run in children(client, runs):
+        record = records[run.data.tags["dirsearch.trial_id"]]
+        history = client.get_metric_history(run.info.run_id, best_metric(objective))
+        values = [row[objective] for row in record.history]
+        running = [min(values[: k + 1]) for k in range(len(values))]
+        assert [(m.step, m.value) for m in history] == [
+            (row["epoch"], best) for row, best in zip(record.history, running, strict=True)
+        ]
+    order = f"metrics.`{best_metric(objective)}` {'ASC' if mode == 'min' else 'DESC'}"
+    sorted_runs = client.search_runs(
+        [runs.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{runs.parent}'",
+        order_by=[order],
+    )
+    leaderboard = ranked(records.values(), objective, mode)
+    assert [run.data.tags["dirsearch.trial_id"] for run in sorted_runs] == [
+        record.trial_id for record in leaderboard
+    ]
+
+
+@pytest.mark.slow
+def test_parent_description_sums_up_the_sweep_folder_tables(sweep):
+    folder, client, _ = sweep
+    runs = RunMap.load(folder)
+    note = client.get_run(runs.parent).data.tags["mlflow.note.content"]
+    texts = {name: read_text(f"{folder}/{name}") for name in TABLE_FILES}
+    assert note == sweep_description(texts)
+    assert note.startswith("## Winner\n\nbest trial ")
+    assert read_text(f"{folder}/results.md").strip() in note
+
+
+@pytest.mark.slow
+def test_run_ends_with_the_runs_page_of_the_tracking_server(sweep, server):
+    folder, _, _ = sweep
+    url, _ = server
+    page = runs_page(url, RunMap.load(folder).experiment_id, load_spec(folder).search)
+    printed = (Path(folder).parent / "stdout.txt").read_text()
+    assert f"compare the trials in MLflow at: {page}\n" in printed
 
 
 def test_unreachable_server_is_a_one_line_error_before_the_sweep_starts(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 The sweep folder is made the way ``dirsearch run`` makes it before Ray starts
 (``start_sweep_runs``: a sqlite store in the folder, the experiment, the parent run, the run
-map), so the test needs no sweep.
+map; and ``sweep.json``), so the test needs no sweep.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from sweep_helpers import TINY_SWEEP, cli, write_space
 
+from dirsearch.sweep.folder import SPEC_FILE, write_text
 from dirsearch.sweep.spec_reader import load_sweep_spec
 from dirsearch.tracking.run_layout import start_sweep_runs
+from dirsearch.tracking.runs_page import runs_page
 from dirsearch.tracking.server import HOST, free_port
 
 
@@ -75,7 +77,9 @@ def test_ui_serves_the_sweep_store_and_stops_on_ctrl_c(
     space = write_space(tmp_path, TINY_SWEEP)
     folder = str(tmp_path / "sweep")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the sweep folder's own store
-    runs = start_sweep_runs(load_sweep_spec(space), folder, None)
+    spec = load_sweep_spec(space)
+    runs = start_sweep_runs(spec, folder, None)
+    write_text(f"{folder}/{SPEC_FILE}", json.dumps(spec.to_dict()))
     port = free_port()
     ui = subprocess.Popen(
         cli("ui", folder, "--port", str(port)),
@@ -88,7 +92,7 @@ def test_ui_serves_the_sweep_store_and_stops_on_ctrl_c(
         lines = lines_of(ui)
         printed = lines.get(timeout=240)
         url = f"http://{HOST}:{port}"
-        assert printed == f"MLflow UI: {url}/#/experiments/{runs.experiment_id}/runs"
+        assert printed == f"MLflow UI: {runs_page(url, runs.experiment_id, spec.search)}"
         experiment = get_json(
             f"{url}/api/2.0/mlflow/experiments/get?experiment_id={runs.experiment_id}"
         )

@@ -17,8 +17,11 @@ from dirsearch.common.stop_signals import sigterm_as_ctrl_c
 from dirsearch.errors import ConfigError
 from dirsearch.sweep.environment import environment_problems
 from dirsearch.sweep.folder import (
+    ABLATION_MD,
     CONFIRM_MD,
+    IMPORTANCE_MD,
     LEADERBOARD_MD,
+    PARETO_MD,
     RESULTS_MD,
     holds_sweep,
     load_spec,
@@ -218,9 +221,20 @@ def _outcome(start, folder: str, tracker) -> int:
         return EXIT_INTERRUPTED
     print(
         f"\nsweep folder: {folder}\nsee it again with: dirsearch report {folder}\n"
-        f"compare the trials in MLflow with: dirsearch ui {folder}"
+        f"compare the trials in MLflow {_mlflow_page(folder, tracker.spec)}"
     )
     return 0
+
+
+def _mlflow_page(folder: str, spec: SweepSpec) -> str:
+    """Where to see the trials: the runs page of a store that is an MLflow server, else the
+    ``ui`` command that serves the sweep's own store."""
+    from dirsearch.tracking.run_map import RunMap
+    from dirsearch.tracking.runs_page import served_runs_page
+
+    runs = RunMap.load(folder)
+    page = None if runs is None else served_runs_page(runs, spec.search)
+    return f"at: {page}" if page else f"with: dirsearch ui {folder}"
 
 
 def validate_command(args: argparse.Namespace) -> int:
@@ -247,13 +261,10 @@ def report_command(args: argparse.Namespace) -> int:
     leaderboard = read_text(f"{folder}/{LEADERBOARD_MD}")
     if leaderboard is None:  # still running, or stopped: read the trial folders themselves
         records = read_trials(folder)
-        rows = leaderboard_rows(
-            records, spec.search.objective, spec.search.objective_mode, spec.epochs
-        )
-        leaderboard = markdown(rows)
+        leaderboard = markdown(leaderboard_rows(records, spec))
     print(f"sweep {spec.experiment} ({folder})\n\nleaderboard (by {spec.search.objective}):")
     print(leaderboard.rstrip())
-    for name in (CONFIRM_MD, RESULTS_MD):
+    for name in (CONFIRM_MD, RESULTS_MD, PARETO_MD, ABLATION_MD, IMPORTANCE_MD):
         text = read_text(f"{folder}/{name}")
         if text is not None:
             print(f"\n{text.rstrip()}")

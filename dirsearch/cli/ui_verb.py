@@ -1,14 +1,16 @@
 """``dirsearch ui [SWEEP_DIR | --tracking-uri URI] [--port N]``: the MLflow UI of a sweep's store.
 
 Starts a real ``mlflow server`` on 127.0.0.1 for the sweep's tracking store (the sqlite file in
-its folder, or the store its run map names), prints the URL of the sweep's experiment, and stops
-the server on Ctrl-C.
+its folder, or the store its run map names), prints the URL of the sweep's trial runs in the
+model-training view, best first by the objective (``tracking.runs_page``), and stops the server
+on Ctrl-C. A store that is a server already is not served again: its page is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from dirsearch.errors import ConfigError
@@ -28,12 +30,15 @@ def add_ui_command(commands: argparse._SubParsersAction) -> None:
     ui.set_defaults(handler=ui_command)
 
 
-def store_of(folder: str | None, uri: str | None) -> tuple[str, str | None, str | None]:
-    """(backend store URI, experiment id, parent run id) for a sweep folder or a given URI."""
+def store_of(folder: str | None, uri: str | None) -> tuple[str, Callable[[str], str]]:
+    """The tracking store to serve, and the page to open on a server of it (given the server's
+    address): a sweep folder's runs page, or a given URI's start page."""
+    from dirsearch.sweep.folder import load_spec
     from dirsearch.tracking.run_map import RunMap
+    from dirsearch.tracking.runs_page import runs_page
 
     if uri:
-        return uri, None, None
+        return uri, lambda server: server
     if folder is None:
         raise ConfigError("ui: give a sweep folder or --tracking-uri")
     folder = folder if "://" in folder else str(Path(folder).resolve())
@@ -43,7 +48,8 @@ def store_of(folder: str | None, uri: str | None) -> tuple[str, str | None, str 
             f"{folder}: no MLflow runs recorded here (no mlflow_runs.json); give a sweep folder "
             f"that `dirsearch run` made"
         )
-    return runs.tracking_uri, runs.experiment_id, runs.parent
+    search = load_spec(folder).search
+    return runs.tracking_uri, lambda server: runs_page(server, runs.experiment_id, search)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -51,10 +57,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def ui_command(args: argparse.Namespace) -> int:
-    backend, experiment, parent = store_of(args.folder, args.tracking_uri)
-    if backend.startswith(("http://", "https://")):
-        where = f"#/experiments/{experiment}/runs/{parent}" if experiment else ""
-        print(f"that store is a server already: open {backend.rstrip('/')}/{where}")
+    from dirsearch.tracking.runs_page import server_address
+
+    backend, page = store_of(args.folder, args.tracking_uri)
+    served = server_address(backend)
+    if served is not None:
+        print(f"that store is a server already: open {page(served)}")
         return 0
     port = args.port or free_port()
     url = f"http://{HOST}:{port}"
@@ -65,9 +73,7 @@ def ui_command(args: argparse.Namespace) -> int:
     process = start_server(backend, port)
     try:
         wait_ready(process, url)
-        # The runs table: MLflow 3's default experiment page is the GenAI overview.
-        page = f"{url}/#/experiments/{experiment}/runs" if experiment else url
-        print(f"MLflow UI: {page}\n(Ctrl-C stops the server)", flush=True)
+        print(f"MLflow UI: {page(url)}\n(Ctrl-C stops the server)", flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -17,5 +17,10 @@ def mean_std(values: Iterable[object]) -> tuple[float, float]:
     return mean, std
 
 
+def or_none(value: float) -> float | None:
+    """NaN (too few seeds for a value) as None: an empty CSV cell and '-' in a table, not 'nan'."""
+    return None if math.isnan(value) else value
+
+
 def _is_finite_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

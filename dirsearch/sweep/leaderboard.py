@@ -1,4 +1,5 @@
-"""Trials ranked by the objective: the leaderboard rows and the candidates that could win."""
+"""Trials ranked by the (first) objective: the leaderboard rows and the candidates that could
+win."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from dirsearch.common.formatting import format_setting
 from dirsearch.common.objective_mode import sign
 from dirsearch.imbalance.vocabulary import REGIONS
+from dirsearch.sweep.pareto import pareto_front
 from dirsearch.sweep.records import TrialRecord
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.statuses import COMPLETED
@@ -19,10 +21,13 @@ def ranked(records: Iterable[TrialRecord], metric: str, mode: str) -> list[Trial
     return sorted(records, key=lambda r: (sign(mode) * r.score(metric, mode), r.number))
 
 
-def leaderboard_rows(
-    records: list[TrialRecord], metric: str, mode: str, max_epochs: int
-) -> list[dict[str, Any]]:
-    """One row per trial, best first: sampled values, status, epochs, best val metrics."""
+def leaderboard_rows(records: list[TrialRecord], spec: SweepSpec) -> list[dict[str, Any]]:
+    """One row per trial, best first by the first objective: sampled values, status, epochs,
+    best val metrics; with several objectives a column per objective and whether the trial is
+    on the Pareto front (``dirsearch.sweep.pareto`` says which trials are compared)."""
+    search = spec.search
+    metric, mode = search.objective, search.objective_mode
+    front = pareto_front(records, search.metrics, search.modes, spec.epochs)
     searched = sorted({path for record in records for path in record.overrides})
     rows = []
     for rank, record in enumerate(ranked(records, metric, mode), start=1):
@@ -30,7 +35,7 @@ def leaderboard_rows(
         row: dict[str, Any] = {
             "rank": rank,
             "trial": record.number,
-            "status": record.status(max_epochs),
+            "status": record.status(spec.epochs),
             "epochs": record.epochs,
             "best_epoch": int(best["epoch"]) if "epoch" in best else None,
         }
@@ -38,7 +43,10 @@ def leaderboard_rows(
             row[path] = format_setting(record.overrides[path]) if path in record.overrides else ""
         for region in REGIONS:
             row[f"val/{region}/mae"] = best.get(f"val/{region}/mae")
-        row[metric] = best.get(metric)
+        for objective in search.metrics:
+            row[objective] = best.get(objective)
+        if search.multi_objective:
+            row["pareto"] = front.is_optimal(record)
         rows.append(row)
     return rows
 

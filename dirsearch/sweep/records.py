@@ -61,7 +61,7 @@ class TrialRecord:
 
     def best(self, metric: str, mode: str) -> dict[str, Any] | None:
         """The report with the best ``metric`` (the epoch the trainer kept as best)."""
-        rows = [r for r in self.history if _finite(r.get(metric)) and r.get("status") != "diverged"]
+        rows = [row for row in self.history if scores(row, metric)]
         if not rows:
             return None
         return min(rows, key=lambda row: sign(mode) * row[metric])
@@ -70,6 +70,12 @@ class TrialRecord:
         """The objective for ranking: the best value, or the worst possible without one."""
         best = self.best(metric, mode)
         return worst(mode) if best is None else float(best[metric])
+
+
+def scores(report: dict[str, Any], metric: str) -> bool:
+    """Whether a report's ``metric`` counts towards the trial's best: a finite value, and not
+    the sentinel a diverged trial reports (the leaderboard and the trial's MLflow run agree)."""
+    return _finite(report.get(metric)) and report.get("status") != "diverged"
 
 
 def _finite(value: Any) -> bool:

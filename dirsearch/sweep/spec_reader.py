@@ -79,13 +79,14 @@ def _spec_from_mapping(path: Path, mapping: Any) -> SweepSpec:
     for section in SWEEP_SECTIONS:
         trial_mapping.pop(section, None)
     train = trial_mapping.get("train")
+    objective = search.metrics[0] if search.metrics else ""  # none: said by _check_objectives
     if (
-        search.objective.startswith("val/")
-        and search.objective in OBJECTIVES
+        objective.startswith("val/")
+        and objective in OBJECTIVES
         and (not isinstance(train, dict) or "select_metric" not in train)
     ):
         # The checkpoint scored on test at the end is the epoch the search scored.
-        trial_mapping = with_overrides(trial_mapping, {"train.select_metric": search.objective})
+        trial_mapping = with_overrides(trial_mapping, {"train.select_metric": objective})
     given_data = trial_mapping.get("data")
     bins = given_data.get("bins") if isinstance(given_data, dict) else None
     bins_from = format_setting(bins) if auto_form(bins) is not None else ""

@@ -58,7 +58,8 @@ class SweepTracker(LoggerCallback):
             self._queue.submit(lambda: layout.create_child(trial))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        batch = ResultBatch.of(result, iteration, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        batch = ResultBatch.of(result, iteration, now_ms, self.spec.search.objective)
         trial_id = trial.trial_id
         self._queue.submit(lambda: self._layout.log_result(trial_id, batch))
 

@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from dirsearch.config.trial import ImbalanceConfig, ShotsConfig
 from dirsearch.imbalance import Binning, PerBinErrors, bin_weights, label_density
+from dirsearch.sweep.importance import Reading
+from dirsearch.sweep.pareto import Front
 from dirsearch.sweep.records import DIVERGED_SENTINEL, TrialRecord
 
 SIZE = (8.0, 4.5)
@@ -191,4 +194,91 @@ def tradeoff_figure(
     axes.set_ylabel("validation MAE, few-shot")
     axes.legend(loc="best", fontsize="small")
     axes.set_title("Few-shot against overall error")
+    return figure
+
+
+def pareto_figure(
+    front: Front,
+    metrics: Sequence[str],
+    winner_id: str | None,
+    vanilla: dict[int, tuple[float, ...]],
+) -> Figure:
+    """The second objective against the first for the trials compared for the front: dominated
+    trials grey, the front joined in order, the winner starred, the vanilla start point (trial
+    number -> objectives; stopped early or not) circled."""
+    figure, axes = _figure()
+    optimal = {record.trial_id for record in front.optimal}
+    dominated = [front.values[r.trial_id] for r in front.compared if r.trial_id not in optimal]
+    axes.scatter(
+        [v[1] for v in dominated], [v[0] for v in dominated], color="#bdbdbd", label="dominated"
+    )
+    line = sorted((front.values[r.trial_id][1], front.values[r.trial_id][0]) for r in front.optimal)
+    axes.plot(
+        [x for x, _ in line],
+        [y for _, y in line],
+        color="#08519c",
+        marker="o",
+        label=f"Pareto front ({len(line)})",
+    )
+    for record in front.compared:
+        first, second = front.values[record.trial_id][:2]
+        axes.annotate(
+            str(record.number),
+            (second, first),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=7,
+        )
+    for number, (first, second, *_) in vanilla.items():
+        axes.scatter(
+            [second],
+            [first],
+            s=160,
+            facecolors="none",
+            edgecolors="#238b45",
+            linewidths=2,
+            label=f"vanilla start point (trial {number})",
+        )
+    if winner_id in front.values:
+        first, second = front.values[winner_id][:2]
+        axes.scatter([second], [first], marker="*", s=250, color="#d94801", label="winner")
+    axes.set_xlabel(f"{metrics[1]} (validation)")
+    axes.set_ylabel(f"{metrics[0]} (validation)")
+    axes.legend(loc="best", fontsize="small")
+    axes.set_title(f"Pareto front: {metrics[0]} against {metrics[1]}")
+    return figure
+
+
+READING_COLOURS = ("#08519c", "#d94801")
+
+
+def importance_figure(readings: Sequence[Reading], metric: str) -> Figure:
+    """Each searched knob's share of the importance of ``metric``, one bar per reading that has
+    numbers, the largest at the top. A reading without numbers is named in the legend with the
+    reason, so the plot never suggests it agreed."""
+    figure, axes = _figure()
+    knobs = list(dict.fromkeys(knob for reading in readings for knob in reading.importances))
+    shown = [reading for reading in readings if reading.importances]
+    height = 0.8 / max(1, len(shown))
+    positions = np.arange(len(knobs))
+    handles: list[object] = []
+    labels: list[str] = []
+    for index, reading in enumerate(shown):
+        bars = axes.barh(
+            positions - 0.4 + height * (index + 0.5),
+            [reading.importances.get(knob, 0.0) for knob in knobs],
+            height=height,
+            color=READING_COLOURS[index % len(READING_COLOURS)],
+        )
+        handles.append(bars)
+        labels.append(reading.title)
+    for reading in readings:
+        if not reading.importances:
+            handles.append(Patch(facecolor="none", edgecolor="none"))
+            labels.append(f"{reading.name}: {reading.no_reading}")
+    axes.set_yticks(positions, knobs)
+    axes.invert_yaxis()
+    axes.set_xlabel(f"share of the importance of {metric} (PED-ANOVA)")
+    axes.legend(handles, labels, loc="lower right", fontsize="small")
+    axes.set_title("Which knobs matter")
     return figure

@@ -1,6 +1,6 @@
-"""What a finished sweep publishes on its parent MLflow run: the sweep's tables and files, the
-winner's test metrics (on the winner's child run too), four plots and the best model (a
-LoggedModel of the parent run).
+"""What a finished sweep publishes on its parent MLflow run: the sweep's tables and files, a
+description summing them up (``run_description``), the winner's test metrics (on the winner's
+child run too), four plots and the best model (a LoggedModel of the parent run).
 
 The plots and the model are written to a local folder first (the sweep folder when it is local,
 so they are there without MLflow too); every upload goes through the write queue.
@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from dirsearch.common.formatting import format_setting
 from dirsearch.common.seed_statistics import mean_std
 from dirsearch.imbalance.vocabulary import REGIONS, STATISTICS
+from dirsearch.sweep.components import is_vanilla
 from dirsearch.sweep.folder import MODEL, PLOTS, SEED_FOLDER, TABLE_FILES, read_text
+from dirsearch.sweep.pareto import objective_values
+from dirsearch.sweep.records import TrialRecord
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.tracking import plots
 from dirsearch.tracking.logged_model import LoggedModelUpload
 from dirsearch.tracking.model_export import evaluate_best, save_mlflow_model
+from dirsearch.tracking.run_description import sweep_description
 from dirsearch.tracking.run_layout import MAX_TAG_LENGTH, RunLayout
 from dirsearch.tracking.write_queue import WriteQueue, warn
 from dirsearch.train.datasets import load_data
@@ -48,7 +53,10 @@ def publish_sweep(
         layout.client.log_batch(
             parent,
             metrics=metrics,
-            tags=[RunTag("dirsearch.winner", result.heading[:MAX_TAG_LENGTH])],
+            tags=[
+                RunTag("dirsearch.winner", result.heading[:MAX_TAG_LENGTH]),
+                RunTag(MLFLOW_RUN_NOTE, sweep_description(texts)),
+            ],
         )
         layout.client.log_dict(parent, spec.fixed, "fixed_config.yaml")
         for name, text in texts.items():
@@ -100,6 +108,20 @@ def _upload_artifacts(
         queue.submit(LoggedModelUpload(layout, files.model, MODEL_ARTIFACT, params, tags))
 
 
+def vanilla_start(spec: SweepSpec, records: list[TrialRecord]) -> dict[int, tuple[float, ...]]:
+    """Trial number -> objectives of each start point that uses no DIR component (the search
+    runs its start points first, so they are trials 1..len(points)), stopped or not: the
+    reference the front is read against."""
+    search = spec.search
+    found = {}
+    for record in records:
+        if record.number <= len(spec.points) and is_vanilla(spec.trial_config(record.overrides)):
+            values = objective_values(record, search.metrics, search.modes)
+            if values is not None:
+                found[record.number] = values
+    return found
+
+
 @dataclass(frozen=True)
 class SweepArtifacts:
     plots: Path
@@ -136,6 +158,15 @@ def write_sweep_artifacts(spec: SweepSpec, result: FinalResult, folder: str) -> 
             result.records, metric, mode, result.best.trial_id if result.best else None
         ),
     }
+    if result.front is not None:
+        figures["pareto_front.png"] = plots.pareto_figure(
+            result.front,
+            spec.search.metrics,
+            result.best.trial_id if result.best else None,
+            vanilla_start(spec, result.records),
+        )
+    if any(reading.importances for reading in result.importances):  # else importance.md says why
+        figures["importance.png"] = plots.importance_figure(result.importances, metric)
     if best is not None:
         figures["per_bin_test_mae.png"] = plots.per_bin_mae_figure(
             best.per_bin,

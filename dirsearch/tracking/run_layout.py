@@ -2,9 +2,10 @@
 
 One experiment per ``experiment`` name; one parent run per sweep folder, named after it and
 tagged with the source commit and package versions; under it (``mlflow.parentRunId``) one child
-run per trial, named by its sampled values, with the resolved trial config as params and only
-the trainer's metrics, one ``log_batch`` per result. The run map in the sweep folder lets a
-resumed sweep reopen the same runs instead of making new ones.
+run per trial, named by its sampled values, with the resolved trial config as params, only
+the trainer's metrics and the best objective so far (``best/<objective>``: MLflow sorts runs by
+a metric's last value, the leaderboard by its best), one ``log_batch`` per result. The run map
+in the sweep folder lets a resumed sweep reopen the same runs instead of making new ones.
 
 The ``RunLayout`` methods that write are run by the write queue, which runs a method again whole
 when the store went down halfway through it: each is safe to run twice.
@@ -26,9 +27,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dirsearch.common.formatting import format_setting
+from dirsearch.common.objective_mode import better
 from dirsearch.errors import ConfigError
-from dirsearch.sweep.folder import ARTIFACTS, CONFIRM, trial_number
+from dirsearch.sweep.folder import ABLATION, ARTIFACTS, CONFIRM, trial_number
 from dirsearch.sweep.paths import flatten
+from dirsearch.sweep.records import scores
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.statuses import trial_status
 from dirsearch.tracking.run_map import RunMap
@@ -41,6 +44,15 @@ UNTRACKED_SUFFIX = "/n"
 PACKAGES = ("dirsearch", "torch", "ray", "optuna", "mlflow", "numpy")
 MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 MAX_TAG_LENGTH = 5000
+"""Characters of a tag value we write: MLflow 3 takes 8000 (``MAX_TAG_VAL_LENGTH``), servers of
+older versions 5000."""
+BEST_PREFIX = "best/"
+
+
+def best_metric(objective: str) -> str:
+    """The child runs' metric holding the best ``objective`` so far: the leaderboard's score of
+    the trial, and what the MLflow UI sorts trials by."""
+    return f"{BEST_PREFIX}{objective}"
 
 
 def start_sweep_runs(spec: SweepSpec, folder: str, given: str | None) -> RunMap:
@@ -139,16 +151,23 @@ class ResultBatch:
     outage delays the write, not the timestamps)."""
 
     step: int
+    timestamp_ms: int
     metrics: list[Metric]
     tags: list[RunTag]
+    score: float | None
+    """The objective, when this result counts towards the trial's best (``records.scores``)."""
 
     @staticmethod
-    def of(result: dict[str, Any], iteration: int, timestamp_ms: int) -> ResultBatch:
+    def of(
+        result: dict[str, Any], iteration: int, timestamp_ms: int, objective: str
+    ) -> ResultBatch:
         step = int(result.get("epoch", iteration) or 0)
         tags = [RunTag("status", str(result.get("status", "running")))]
         if "message" in result:
             tags.append(RunTag("message", str(result["message"])[:MAX_TAG_LENGTH]))
-        return ResultBatch(step, result_metrics(result, step, timestamp_ms), tags)
+        metrics = result_metrics(result, step, timestamp_ms)
+        score = float(result[objective]) if scores(result, objective) else None
+        return ResultBatch(step, timestamp_ms, metrics, tags, score)
 
 
 def result_status(result: dict[str, Any], failed: bool, max_epochs: int) -> str:
@@ -158,9 +177,16 @@ def result_status(result: dict[str, Any], failed: bool, max_epochs: int) -> str:
     return trial_status(epoch, max_epochs, diverged=diverged, errored=failed)
 
 
+SEARCH = "search"
+PHASES = (CONFIRM, ABLATION)
+"""The phases after the search, each a Tuner of its own in the folder of its name."""
+
+
 def phase_of(trial: Any) -> str:
-    """``confirm`` for a trial of the confirm phase's Tuner, else ``search``."""
-    return CONFIRM if trial.experiment_dir_name == CONFIRM else "search"
+    """``confirm`` or ``ablation`` for a trial of that phase's Tuner, else ``search`` (each
+    phase's ghost runs are dropped among its own runs only)."""
+    name = trial.experiment_dir_name
+    return name if name in PHASES else SEARCH
 
 
 class RunLayout:
@@ -176,6 +202,8 @@ class RunLayout:
         self._last_step: dict[str, int] = {}
         """Trial id -> the last step its run holds: a resumed trial reports again the epochs
         after its last checkpoint, which the killed driver may have logged already."""
+        self._best: dict[str, float] = {}
+        """Trial id -> its best objective so far."""
 
     @property
     def runs(self) -> RunMap:
@@ -209,8 +237,8 @@ class RunLayout:
             for key, value in trial.config.items()
         )
         number = trial_number(trial)
-        name = f"{'confirm' if phase == CONFIRM else 'trial'} {number}: {sampled or 'fixed'}"
-        repeats = 1 if phase == CONFIRM else self.spec.search.repeats
+        name = f"{'trial' if phase == SEARCH else phase} {number}: {sampled or 'fixed'}"
+        repeats = self.spec.search.repeats if phase == SEARCH else 1
         seeds = [config.seed + k for k in range(repeats)]
         tags = {
             MLFLOW_PARENT_RUN_ID: self.runs.parent,
@@ -241,12 +269,28 @@ class RunLayout:
         self._log_params(run_id, trial)  # the driver may have died before logging them
         history = self.client.get_metric_history(run_id, "train/loss")
         self._last_step[trial.trial_id] = max((m.step for m in history), default=0)
+        logged = self.client.get_run(run_id).data.metrics
+        best = logged.get(best_metric(self.spec.search.objective))
+        if best is not None:
+            self._best[trial.trial_id] = best
 
     def log_result(self, trial_id: str, batch: ResultBatch) -> None:
         if batch.step <= self._last_step.get(trial_id, -1):  # logged before the driver died
             return
-        self.client.log_batch(self.runs.trials[trial_id], metrics=batch.metrics, tags=batch.tags)
+        metrics = batch.metrics + self._best_so_far(trial_id, batch)
+        self.client.log_batch(self.runs.trials[trial_id], metrics=metrics, tags=batch.tags)
         self._last_step[trial_id] = batch.step
+
+    def _best_so_far(self, trial_id: str, batch: ResultBatch) -> list[Metric]:
+        """``best/<objective>`` at this step (none before the first score); a retried write
+        finds the same best."""
+        objective, mode = self.spec.search.objective, self.spec.search.objective_mode
+        best = self._best.get(trial_id)
+        if batch.score is not None and better(batch.score, best, mode):
+            best = self._best[trial_id] = batch.score
+        if best is None:
+            return []
+        return [Metric(best_metric(objective), best, batch.timestamp_ms, batch.step)]
 
     def end_trial(self, trial_id: str, status: str, failed: bool) -> None:
         run_id = self.runs.trials[trial_id]

@@ -4,24 +4,18 @@ Tuner, so it resumes the same way), ranked by their mean validation metric."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
-
-from ray import tune
 
 from dirsearch.common.formatting import describe_configuration
 from dirsearch.common.objective_mode import sign
-from dirsearch.common.seed_statistics import mean_std
+from dirsearch.common.seed_statistics import mean_std, or_none
 from dirsearch.imbalance.metrics import nested_metrics
 from dirsearch.sweep.folder import CONFIRM, CONFIRM_CSV, CONFIRM_MD, write_text
 from dirsearch.sweep.records import TrialRecord, read_trials
 from dirsearch.sweep.spec import SweepSpec
-from dirsearch.sweep.tables import csv_text, markdown
-from dirsearch.tune.search.point_searcher import PointSearcher
+from dirsearch.sweep.tables import ShotMetrics, csv_text, markdown
 from dirsearch.tune.trainable import seeds_of
-from dirsearch.tune.tuners import Callbacks, Say, new_tuner, trainable_for
-
-ShotMetrics = dict[str, dict[str, float]]
+from dirsearch.tune.tuners import Callbacks, Say, fit_points
 
 
 def confirm(
@@ -30,23 +24,17 @@ def confirm(
     winners: list[TrialRecord],
     callbacks: Callbacks,
     say: Say,
-) -> tuple[list[ShotMetrics], str] | None:
+) -> tuple[list[ShotMetrics], str, dict[str, Any]] | None:
     """Retrain the top configurations with fresh seeds; rank them by mean validation metric.
-    Returns the winner's per-seed test metrics and a heading, or None if interrupted."""
+    Returns the winner's per-seed test metrics, a heading and its overrides, or None if
+    interrupted."""
     search = spec.search
     first_fresh = max(seeds_of(spec, w.overrides, search.repeats)[-1] for w in winners) + 1
     fresh = [first_fresh + k for k in range(search.confirm.seeds)]
     points = [{**w.overrides, "seed": seed} for w in winners for seed in fresh]
     confirm_folder = f"{folder}/{CONFIRM}"
-    trainable = trainable_for(spec, repeats=1, evaluate_test=True)
     say(f"confirming the top {len(winners)} configurations with seeds {fresh}")
-    if tune.Tuner.can_restore(confirm_folder):
-        tuner = tune.Tuner.restore(confirm_folder, trainable=trainable, resume_errored=True)
-    else:
-        config = tune.TuneConfig(search_alg=PointSearcher(points), num_samples=len(points))
-        tuner = new_tuner(spec, confirm_folder, trainable, config, callbacks, say)
-    results = tuner.fit()
-    if results.num_terminated + results.num_errors < len(points):
+    if fit_points(spec, confirm_folder, points, callbacks, say) is None:
         return None
     groups: dict[str, list[TrialRecord]] = {}
     for record in read_trials(confirm_folder):
@@ -56,20 +44,23 @@ def confirm(
     summaries.sort(
         key=lambda summary: sign(search.objective_mode) * summary[0][f"{search.objective} mean"]
     )
-    rows = [{"rank": i, **row} for i, (row, _) in enumerate(summaries, start=1)]
+    rows = [{"rank": i, **row} for i, (row, _, _) in enumerate(summaries, start=1)]
     write_text(f"{folder}/{CONFIRM_MD}", markdown(rows) + "\n")
     write_text(f"{folder}/{CONFIRM_CSV}", csv_text(rows))
     say(f"\nconfirmed with {len(fresh)} fresh seeds:\n{markdown(rows)}")
-    row, per_seed = summaries[0]
+    row, per_seed, winner = summaries[0]
     return (
         per_seed,
         f"confirmed winner ({row['configuration']}), mean ± std over {len(fresh)} seeds",
+        winner,
     )
 
 
-def _summary(spec: SweepSpec, records: list[TrialRecord]) -> tuple[dict[str, Any], list]:
-    """One configuration's row (mean ± std of the objective over its seeds, mean test MAE) and
-    its per-seed test metrics."""
+def _summary(
+    spec: SweepSpec, records: list[TrialRecord]
+) -> tuple[dict[str, Any], list[ShotMetrics], dict[str, Any]]:
+    """One configuration's row (mean ± std of the objective over its seeds, mean test MAE), its
+    per-seed test metrics and its overrides."""
     search = spec.search
     overrides = {k: v for k, v in records[0].overrides.items() if k != "seed"}
     finals = [r.history[-1] for r in records if r.history and "test/all/mae" in r.history[-1]]
@@ -80,13 +71,8 @@ def _summary(spec: SweepSpec, records: list[TrialRecord]) -> tuple[dict[str, Any
         "configuration": describe_configuration(overrides),
         "seeds": len(finals),
         f"{search.objective} mean": objective_mean,
-        f"{search.objective} std": _or_none(objective_std),
-        "test/few/mae mean": _or_none(mean_std(f["test/few/mae"] for f in finals)[0]),
-        "test/all/mae mean": _or_none(mean_std(f["test/all/mae"] for f in finals)[0]),
+        f"{search.objective} std": or_none(objective_std),
+        "test/few/mae mean": or_none(mean_std(f["test/few/mae"] for f in finals)[0]),
+        "test/all/mae mean": or_none(mean_std(f["test/all/mae"] for f in finals)[0]),
     }
-    return row, [nested_metrics(final, "test") for final in finals]
-
-
-def _or_none(value: float) -> float | None:
-    """No value (too few seeds) as an empty cell, not 'nan', in the CSV."""
-    return None if math.isnan(value) else value
+    return row, [nested_metrics(final, "test") for final in finals], overrides

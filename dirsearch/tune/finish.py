@@ -3,26 +3,31 @@ confirm phase), handed to every callback that publishes it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-
-import ray
 
 from dirsearch.common.formatting import describe_configuration
 from dirsearch.errors import ConfigError
 from dirsearch.sweep.folder import (
+    IMPORTANCE_MD,
     LEADERBOARD_CSV,
     LEADERBOARD_MD,
+    PARETO_CSV,
+    PARETO_MD,
     RESULTS_CSV,
     RESULTS_MD,
     write_text,
 )
+from dirsearch.sweep.front_table import front_markdown, front_rows, tested_front
+from dirsearch.sweep.importance import Reading, importance_markdown, importance_readings
 from dirsearch.sweep.leaderboard import candidates, leaderboard_rows
+from dirsearch.sweep.pareto import Front, pareto_front
 from dirsearch.sweep.records import TrialRecord, read_trials
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.tables import csv_text, markdown, mean_std_table
+from dirsearch.tune.ablation import ablate
 from dirsearch.tune.confirm import confirm
-from dirsearch.tune.trainable import evaluate_on_test
+from dirsearch.tune.test_split import evaluate_trials
 from dirsearch.tune.tuners import Callbacks, Say
 
 
@@ -42,6 +47,10 @@ class FinalResult:
     per_seed: list[dict[str, dict[str, float]]]
     """The winner's test metrics per seed: region -> statistic -> value."""
     heading: str
+    front: Front | None = None
+    """The Pareto front of a sweep with several objectives (None with one)."""
+    importances: list[Reading] = field(default_factory=list)
+    """The knob importances for the first objective (importance.md's readings)."""
 
 
 @runtime_checkable
@@ -72,34 +81,46 @@ def finish(
     # Only the trials of Ray's experiment: a driver killed before Ray saved its state leaves
     # folders of trials that the resumed sweep ran again under new ids.
     records = [record for record in read_trials(folder) if record.trial_id in checkpoints]
-    rows = leaderboard_rows(records, search.objective, search.objective_mode, spec.epochs)
+    rows = leaderboard_rows(records, spec)
     write_text(f"{folder}/{LEADERBOARD_MD}", markdown(rows) + "\n")
     write_text(f"{folder}/{LEADERBOARD_CSV}", csv_text(rows))
+    readings = importance_readings(records, spec)
+    write_text(f"{folder}/{IMPORTANCE_MD}", importance_markdown(readings, spec))
     winners = candidates(records, spec)
     if not winners:
         raise ConfigError(
             f"{folder}: no trial finished with a finite {search.objective}; see {LEADERBOARD_MD}"
         )
-    if search.confirm.top_k > 0:
+    confirmed = search.confirm.top_k > 0
+    best = winners[0]
+    front = pareto_front(records, search.metrics, search.modes, spec.epochs)
+    shown = tested_front(front, spec.epochs) if search.multi_objective else []
+    tested = evaluate_trials(
+        spec,
+        shown if confirmed or best.trial_id in {r.trial_id for r in shown} else [*shown, best],
+        checkpoints,
+    )
+    if confirmed:
         outcome = confirm(spec, folder, winners[: search.confirm.top_k], callbacks, say)
         if outcome is None:
             return SweepOutcome(folder, finished=False)
-        per_seed, heading = outcome
+        per_seed, heading, winner = outcome
     else:
-        best = winners[0]
-        task = ray.remote(evaluate_on_test).options(
-            num_cpus=search.resources.cpu, num_gpus=search.resources.gpu
-        )
-        per_seed = ray.get(
-            task.remote(spec.to_dict(), best.overrides, search.repeats, checkpoints[best.trial_id])
-        )
+        per_seed, winner = tested[best.trial_id], best.overrides
         configuration = describe_configuration(best.overrides)
         heading = f"best trial {best.number} ({configuration}), {len(per_seed)} seed(s)"
+    if search.multi_objective:
+        optimal_rows = front_rows(front, search.metrics, tested)
+        front_text = front_markdown(front, search.metrics, optimal_rows)
+        write_text(f"{folder}/{PARETO_MD}", front_text)
+        write_text(f"{folder}/{PARETO_CSV}", csv_text(optimal_rows))
+        say(f"\n{front_text}")
     table, csv_rows = mean_std_table(per_seed)
     write_text(f"{folder}/{RESULTS_MD}", f"{heading}; test split:\n\n{table}\n")
     write_text(f"{folder}/{RESULTS_CSV}", csv_text(csv_rows))
     say(f"\n{heading}; test split:\n{table}")
-    confirmed = search.confirm.top_k > 0
+    if search.ablate.seeds > 0 and ablate(spec, folder, winner, callbacks, say) is None:
+        return SweepOutcome(folder, finished=False)
     final = FinalResult(
         rows,
         records,
@@ -107,6 +128,8 @@ def finish(
         None if confirmed else checkpoints[best.trial_id],
         per_seed,
         heading,
+        front if search.multi_objective else None,
+        readings,
     )
     for callback in callbacks:
         if isinstance(callback, FinishHook):

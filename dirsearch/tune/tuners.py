@@ -137,3 +137,21 @@ def new_tuner(
             verbose=0,
         ),
     )
+
+
+def fit_points(
+    spec: SweepSpec, folder: str, points: list[dict[str, Any]], callbacks: Callbacks, say: Say
+) -> tune.ResultGrid | None:
+    """Train each point once, scored on the test split, as a Tuner of its own in ``folder``
+    (the confirm and ablation phases), resumed from Ray's state there when a stopped sweep left
+    one; None when it stopped before every point ended."""
+    trainable = trainable_for(spec, repeats=1, evaluate_test=True)
+    if tune.Tuner.can_restore(folder):
+        tuner = tune.Tuner.restore(folder, trainable=trainable, resume_errored=True)
+    else:
+        config = tune.TuneConfig(search_alg=PointSearcher(points), num_samples=len(points))
+        tuner = new_tuner(spec, folder, trainable, config, callbacks, say)
+    results = tuner.fit()
+    if results.num_terminated + results.num_errors < len(points):
+        return None
+    return results
