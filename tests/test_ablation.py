@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweep_helpers import TINY_SWEEP, cli, local_ray, reported_epochs, write_space
+from sweep_helpers import TINY_SWEEP, cli, reported_epochs, write_space
 from trial_helpers import merged
 
 from dirsearch.cli.main import main
@@ -171,9 +171,13 @@ def ablation_points(folder: Path) -> list[tuple[str, bool, int]]:
 
 
 @pytest.mark.slow
-def test_a_sweep_ablates_its_confirmed_winner_with_fresh_seeds(
+def test_a_sweep_stopped_in_its_ablation_resumes_to_the_ablated_confirmed_winner(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One sweep through search, confirm and ablation, SIGTERMed at the ablation's first epoch
+    and resumed: the table, the fresh seeds, every variant x seed trained once, each phase's
+    MLflow runs and the report (one sweep for all of it: sweeps are what the suite's time goes
+    to)."""
     from mlflow.tracking import MlflowClient
 
     from dirsearch.tracking.run_map import RunMap
@@ -181,40 +185,6 @@ def test_a_sweep_ablates_its_confirmed_winner_with_fresh_seeds(
     space = write_space(
         tmp_path, merged(ABLATED, {"search": {"confirm": {"top_k": 1, "seeds": 2}}})
     )
-    with local_ray():
-        code = main(["run", str(space), "--storage", str(tmp_path), "--name", "s"])
-    assert code == 0, capsys.readouterr().err[-3000:]
-    folder = tmp_path / "s"
-    assert table_rows(folder) == WINNER_ROWS
-    heading = (folder / "ablation.md").read_text().splitlines()[0]
-    assert "seeds [3, 4]" in heading and "Δ: the variant's MAE minus the full winner's" in heading
-    # Seed 0 trained the search trial, 1 and 2 confirmed it: the ablation trained 3 and 4.
-    assert [r.overrides.get("seed", 0) for r in read_trials(str(folder))] == [0]
-    assert sorted(r.overrides["seed"] for r in read_trials(str(folder / "confirm"))) == [1, 2]
-    assert ablation_points(folder) == sorted(
-        (reweight, lds, seed)
-        for reweight, lds in (("sqrt_inv", True), ("none", False), ("sqrt_inv", False))
-        for seed in (3, 4)
-    )
-    assert all("test/few/mae" in r.history[-1] for r in read_trials(str(folder / "ablation")))
-    # Each phase keeps its own MLflow runs; the table reaches the parent run.
-    runs = RunMap.load(str(folder))
-    client = MlflowClient(runs.tracking_uri)
-    phases = [
-        run.data.tags["dirsearch.phase"]
-        for run in client.search_runs([runs.experiment_id])
-        if run.data.tags["dirsearch.role"] == "trial"
-    ]
-    assert sorted(phases) == ["ablation"] * 6 + ["confirm"] * 2 + ["search"]
-    assert "ablation.md" in [a.path for a in client.list_artifacts(runs.parent)]
-    capsys.readouterr()  # the run printed the table too: only the report's output counts
-    assert main(["report", str(folder)]) == 0
-    assert "Ablation of the winner (train.lr=0.003)" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_an_ablation_stopped_by_sigterm_resumes_to_the_end(tmp_path: Path) -> None:
-    space = write_space(tmp_path, ABLATED)
     folder = tmp_path / "runs" / "stopped"
     log = (tmp_path / "run.err").open("wb")
     driver = subprocess.Popen(
@@ -234,16 +204,33 @@ def test_an_ablation_stopped_by_sigterm_resumes_to_the_end(tmp_path: Path) -> No
             driver.kill()
             driver.wait()
     assert not (folder / "ablation.md").exists()
-    stopped = ablation_points(folder)
-    assert len(stopped) < 6, "the ablation finished before SIGTERM reached it"
+    assert len(ablation_points(folder)) < 6, "the ablation finished before SIGTERM reached it"
     resumed = subprocess.run(
         cli("resume", str(folder)), env=ENV, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert table_rows(folder) == WINNER_ROWS
-    # Every variant x seed once: the resumed Tuner ran only what the stopped one had not.
+    heading = (folder / "ablation.md").read_text().splitlines()[0]
+    assert "seeds [3, 4]" in heading and "Δ: the variant's MAE minus the full winner's" in heading
+    # Seed 0 trained the search trial, 1 and 2 confirmed it: the ablation trained 3 and 4,
+    # every variant x seed once (the resumed Tuner ran only what the stopped one had not).
+    assert [r.overrides.get("seed", 0) for r in read_trials(str(folder))] == [0]
+    assert sorted(r.overrides["seed"] for r in read_trials(str(folder / "confirm"))) == [1, 2]
     assert ablation_points(folder) == sorted(
         (reweight, lds, seed)
         for reweight, lds in (("sqrt_inv", True), ("none", False), ("sqrt_inv", False))
-        for seed in (1, 2)
+        for seed in (3, 4)
     )
+    assert all("test/few/mae" in r.history[-1] for r in read_trials(str(folder / "ablation")))
+    # Each phase keeps its own MLflow runs; the table reaches the parent run.
+    runs = RunMap.load(str(folder))
+    client = MlflowClient(runs.tracking_uri)
+    phases = [
+        run.data.tags["dirsearch.phase"]
+        for run in client.search_runs([runs.experiment_id])
+        if run.data.tags["dirsearch.role"] == "trial"
+    ]
+    assert sorted(phases) == ["ablation"] * 6 + ["confirm"] * 2 + ["search"]
+    assert "ablation.md" in [a.path for a in client.list_artifacts(runs.parent)]
+    assert main(["report", str(folder)]) == 0
+    assert "Ablation of the winner (train.lr=0.003)" in capsys.readouterr().out

@@ -200,6 +200,20 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.wait()
 
 
+def experiment_trial_ids(uri: str) -> set[str]:
+    """The trial ids in Ray's last saved experiment state of the sweep folder ``uri`` (a
+    resumed sweep may leave one file per driver, named by its start time)."""
+    system, path = pafs.FileSystem.from_uri(uri)
+    state = max(
+        info.path
+        for info in system.get_file_info(pafs.FileSelector(path))
+        if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
+    )
+    with system.open_input_stream(state) as stream:
+        trials = json.loads(stream.read())["trial_data"]
+    return {json.loads(trial)["trial_id"] for trial, _ in trials}
+
+
 def bucket_files(uri: str) -> list[str]:
     system, path = pafs.FileSystem.from_uri(uri)
     selector = pafs.FileSelector(path, recursive=True)
@@ -226,12 +240,15 @@ def test_an_object_store_sweep_resumes_after_the_driver_is_killed(s3: str, tmp_p
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    # The sweep's trials are those of its leaderboard: a trial the killed driver started after
-    # Ray's last state save leaves a folder, and the resumed sweep runs another in its place.
+    # The sweep's trials are those of Ray's experiment state: a trial the killed driver started
+    # after Ray's last state save leaves a folder, and the resumed sweep runs another in its
+    # place, under the same number (creation order) and a new id.
     ranked = {
         row["trial"] for row in csv.DictReader(io.StringIO(read_text(f"{folder}/leaderboard.csv")))
     }
-    records = [record for record in read_trials(folder) if str(record.number) in ranked]
+    kept = experiment_trial_ids(folder)
+    records = [record for record in read_trials(folder) if record.trial_id in kept]
+    assert {str(record.number) for record in records} == ranked
     assert len(records) == len(ranked) == 4
     files = bucket_files(folder)
     for record in records:
