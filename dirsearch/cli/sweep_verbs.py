@@ -30,6 +30,7 @@ from dirsearch.sweep.folder import (
 )
 from dirsearch.sweep.folder_lock import locked_sweep_folder
 from dirsearch.sweep.leaderboard import leaderboard_rows
+from dirsearch.sweep.pareto import sweep_front
 from dirsearch.sweep.records import read_trials
 from dirsearch.sweep.set_options import set_note
 from dirsearch.sweep.settings import SEARCH_LIMITS
@@ -261,7 +262,7 @@ def report_command(args: argparse.Namespace) -> int:
     leaderboard = read_text(f"{folder}/{LEADERBOARD_MD}")
     if leaderboard is None:  # still running, or stopped: read the trial folders themselves
         records = read_trials(folder)
-        leaderboard = markdown(leaderboard_rows(records, spec))
+        leaderboard = markdown(leaderboard_rows(records, spec, sweep_front(records, spec)))
     print(f"sweep {spec.experiment} ({folder})\n\nleaderboard (by {spec.search.objective}):")
     print(leaderboard.rstrip())
     for name in (CONFIRM_MD, RESULTS_MD, PARETO_MD, ABLATION_MD, IMPORTANCE_MD):

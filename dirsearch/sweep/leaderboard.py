@@ -10,7 +10,7 @@ from typing import Any
 from dirsearch.common.formatting import format_setting
 from dirsearch.common.objective_mode import sign
 from dirsearch.imbalance.vocabulary import REGIONS
-from dirsearch.sweep.pareto import pareto_front
+from dirsearch.sweep.pareto import Front
 from dirsearch.sweep.records import TrialRecord
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.statuses import COMPLETED
@@ -21,13 +21,14 @@ def ranked(records: Iterable[TrialRecord], metric: str, mode: str) -> list[Trial
     return sorted(records, key=lambda r: (sign(mode) * r.score(metric, mode), r.number))
 
 
-def leaderboard_rows(records: list[TrialRecord], spec: SweepSpec) -> list[dict[str, Any]]:
+def leaderboard_rows(
+    records: list[TrialRecord], spec: SweepSpec, front: Front | None
+) -> list[dict[str, Any]]:
     """One row per trial, best first by the first objective: sampled values, status, epochs,
-    best val metrics; with several objectives a column per objective and whether the trial is
-    on the Pareto front (``dirsearch.sweep.pareto`` says which trials are compared)."""
+    best val metrics; with several objectives (``front``: ``pareto.sweep_front``) a column per
+    objective and whether the trial is on the Pareto front."""
     search = spec.search
     metric, mode = search.objective, search.objective_mode
-    front = pareto_front(records, search.metrics, search.modes, spec.epochs)
     searched = sorted({path for record in records for path in record.overrides})
     rows = []
     for rank, record in enumerate(ranked(records, metric, mode), start=1):
@@ -45,7 +46,7 @@ def leaderboard_rows(records: list[TrialRecord], spec: SweepSpec) -> list[dict[s
             row[f"val/{region}/mae"] = best.get(f"val/{region}/mae")
         for objective in search.metrics:
             row[objective] = best.get(objective)
-        if search.multi_objective:
+        if front is not None:
             row["pareto"] = front.is_optimal(record)
         rows.append(row)
     return rows

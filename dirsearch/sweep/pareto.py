@@ -18,6 +18,7 @@ import numpy as np
 
 from dirsearch.common.objective_mode import sign
 from dirsearch.sweep.records import TrialRecord
+from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.statuses import COMPLETED
 
 
@@ -81,3 +82,11 @@ def pareto_front(
     optimal = [record for record, flag in zip(compared, flags, strict=True) if flag]
     optimal.sort(key=lambda r: (sign(modes[0]) * values[r.trial_id][0], r.number))
     return Front(compared, {r.trial_id: values[r.trial_id] for r in compared}, optimal)
+
+
+def sweep_front(records: Sequence[TrialRecord], spec: SweepSpec) -> Front | None:
+    """The sweep's Pareto front, or None for a single objective (nothing to compare)."""
+    search = spec.search
+    if not search.multi_objective:
+        return None
+    return pareto_front(records, search.metrics, search.modes, spec.epochs)

@@ -21,7 +21,7 @@ from dirsearch.sweep.folder import (
 from dirsearch.sweep.front_table import front_markdown, front_rows, tested_front
 from dirsearch.sweep.importance import Reading, importance_markdown, importance_readings
 from dirsearch.sweep.leaderboard import candidates, leaderboard_rows
-from dirsearch.sweep.pareto import Front, pareto_front
+from dirsearch.sweep.pareto import Front, sweep_front
 from dirsearch.sweep.records import TrialRecord, read_trials
 from dirsearch.sweep.spec import SweepSpec
 from dirsearch.sweep.tables import csv_text, markdown, mean_std_table
@@ -81,7 +81,8 @@ def finish(
     # Only the trials of Ray's experiment: a driver killed before Ray saved its state leaves
     # folders of trials that the resumed sweep ran again under new ids.
     records = [record for record in read_trials(folder) if record.trial_id in checkpoints]
-    rows = leaderboard_rows(records, spec)
+    front = sweep_front(records, spec)
+    rows = leaderboard_rows(records, spec, front)
     write_text(f"{folder}/{LEADERBOARD_MD}", markdown(rows) + "\n")
     write_text(f"{folder}/{LEADERBOARD_CSV}", csv_text(rows))
     readings = importance_readings(records, spec)
@@ -93,8 +94,7 @@ def finish(
         )
     confirmed = search.confirm.top_k > 0
     best = winners[0]
-    front = pareto_front(records, search.metrics, search.modes, spec.epochs)
-    shown = tested_front(front, spec.epochs) if search.multi_objective else []
+    shown = [] if front is None else tested_front(front, spec.epochs)
     tested = evaluate_trials(
         spec,
         shown if confirmed or best.trial_id in {r.trial_id for r in shown} else [*shown, best],
@@ -109,7 +109,7 @@ def finish(
         per_seed, winner = tested[best.trial_id], best.overrides
         configuration = describe_configuration(best.overrides)
         heading = f"best trial {best.number} ({configuration}), {len(per_seed)} seed(s)"
-    if search.multi_objective:
+    if front is not None:
         optimal_rows = front_rows(front, search.metrics, tested)
         front_text = front_markdown(front, search.metrics, optimal_rows)
         write_text(f"{folder}/{PARETO_MD}", front_text)
@@ -128,7 +128,7 @@ def finish(
         None if confirmed else checkpoints[best.trial_id],
         per_seed,
         heading,
-        front if search.multi_objective else None,
+        front,
         readings,
     )
     for callback in callbacks:
