@@ -89,7 +89,8 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 
     report = commands.add_parser(
         "report",
-        help="print a sweep's leaderboard and test table from its folder (no Ray needed)",
+        help="print a sweep's leaderboard, importances, test table, front and ablation from its "
+        "folder (no Ray needed)",
     )
     report.add_argument("folder", help="the sweep folder")
     report.set_defaults(handler=report_command)

@@ -22,7 +22,8 @@ def add_ui_command(commands: argparse._SubParsersAction) -> None:
         "ui",
         help="open a sweep's MLflow runs in the MLflow UI (starts a local mlflow server)",
         description="Start an MLflow server on 127.0.0.1 for the tracking store of SWEEP_DIR "
-        "(or --tracking-uri) and print the URL of the sweep's experiment; Ctrl-C stops it.",
+        "(or --tracking-uri) and print the URL of the sweep's trial runs in the model-training "
+        "view, best first by the objective; Ctrl-C stops it.",
     )
     ui.add_argument("folder", nargs="?", help="a sweep folder that `dirsearch run` printed")
     ui.add_argument("--tracking-uri", help="a tracking store URI instead of a sweep folder")
